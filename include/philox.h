@@ -1,0 +1,93 @@
+/* philox.h: the Philox4x32-10 counter-based generator (Salmon et al., SC'11,
+ * as in Random123) and the project's mapping of random streams onto it.
+ *
+ * Every random decision in a run is a pure function of (seed, stream, layer,
+ * counter words), so the CPU and GPU backends draw identical numbers in any
+ * order and any thread count. Usable from host C and from CUDA device code. */
+#ifndef ST_PHILOX_H
+#define ST_PHILOX_H
+
+#include <stdint.h>
+
+#ifdef __CUDACC__
+#define ST_HD __host__ __device__ __forceinline__
+#else
+#define ST_HD static inline
+#endif
+
+typedef struct { uint32_t v[4]; } st_u32x4;
+
+ST_HD void st_mulhilo32(uint32_t a, uint32_t b, uint32_t *hi, uint32_t *lo)
+{
+    uint64_t p = (uint64_t)a * (uint64_t)b;
+    *hi = (uint32_t)(p >> 32);
+    *lo = (uint32_t)p;
+}
+
+/* Philox4x32 with 10 rounds: ctr (4 words) and key (2 words) -> 4 words. */
+ST_HD st_u32x4 st_philox4x32_10(st_u32x4 ctr, uint32_t k0, uint32_t k1)
+{
+    const uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u;
+    const uint32_t W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
+    for (int r = 0; r < 10; r++) {
+        uint32_t hi0, lo0, hi1, lo1;
+        st_mulhilo32(M0, ctr.v[0], &hi0, &lo0);
+        st_mulhilo32(M1, ctr.v[2], &hi1, &lo1);
+        st_u32x4 n;
+        n.v[0] = hi1 ^ ctr.v[1] ^ k0;
+        n.v[1] = lo1;
+        n.v[2] = hi0 ^ ctr.v[3] ^ k1;
+        n.v[3] = lo0;
+        ctr = n;
+        k0 += W0;
+        k1 += W1;
+    }
+    return ctr;
+}
+
+/* Streams: the top byte of counter word 3; the low 24 bits hold the layer. */
+enum st_stream {
+    ST_STREAM_INIT_TOPO = 1, /* ctr {draw, block row, 0, .}        */
+    ST_STREAM_INIT_W = 2,    /* ctr {entry/4 lo, hi, 0, .}          */
+    ST_STREAM_SHUFFLE = 3,   /* ctr {i, 0, epoch, .}                */
+    ST_STREAM_DROPOUT = 4,   /* ctr {element/8, batch, epoch, .}    */
+    ST_STREAM_REGROW_POS = 5,/* ctr {draw lo, draw hi, epoch, .}    */
+    ST_STREAM_REGROW_W = 6,  /* ctr {entry/4 lo, hi, epoch, .}      */
+    ST_STREAM_SPLIT = 7,     /* ctr {i, class, 0, .} (prepare mat)  */
+    ST_STREAM_COUNT
+};
+
+/* One Philox block for (seed, stream, layer, c0, c1, c2). */
+ST_HD st_u32x4 st_rand(uint64_t seed, uint32_t stream, uint32_t layer,
+                       uint32_t c0, uint32_t c1, uint32_t c2)
+{
+    st_u32x4 c;
+    c.v[0] = c0;
+    c.v[1] = c1;
+    c.v[2] = c2;
+    c.v[3] = (stream << 24) | (layer & 0xFFFFFFu);
+    return st_philox4x32_10(c, (uint32_t)seed, (uint32_t)(seed >> 32));
+}
+
+/* Uniform float in [0, 1) with 24 random bits. */
+ST_HD float st_u01f(uint32_t u) { return (float)(u >> 8) * (1.0f / 16777216.0f); }
+
+/* Uniform double in (0, 1] with 53 random bits from two words. */
+ST_HD double st_u01d_open0(uint32_t a, uint32_t b)
+{
+    uint64_t x = (((uint64_t)a << 32) | b) >> 11;
+    return ((double)x + 1.0) * (1.0 / 9007199254740992.0);
+}
+
+/* Uniform integer in [0, n) from two words: floor(u64 * n / 2^64). */
+ST_HD uint64_t st_below(uint32_t a, uint32_t b, uint64_t n)
+{
+    uint64_t x = ((uint64_t)a << 32) | b;
+#ifdef __CUDA_ARCH__
+    return __umul64hi(x, n);
+#else
+    return (uint64_t)(((unsigned __int128)x * n) >> 64);
+#endif
+}
+
+#endif

@@ -1,0 +1,24 @@
+/* train.h: the host epoch loop and `settrain train`. */
+#ifndef ST_TRAIN_H
+#define ST_TRAIN_H
+
+#include "config.h"
+#include "dataset.h"
+#include "model.h"
+
+/* Standardise x (n, d) in place with mean/std; std == 0 divides by 1. */
+void data_standardize(float *x, int64_t n, int64_t d, const float *mean, const float *std);
+/* Mean and standard deviation of each feature of x (n, d), in double. */
+void data_feature_stats(const float *x, int64_t n, int64_t d, float *mean, float *std);
+
+/* The epoch's sample order: Fisher-Yates over 0..n-1 from Philox
+ * (seed, SHUFFLE, 0, i, 0, epoch). perm: n entries, host. */
+void train_shuffle(uint64_t seed, int epoch, int64_t n, int64_t *perm);
+
+/* Run a whole training as configured; returns the process exit code. */
+int train_run(const st_config *cfg);
+
+/* `settrain train ...` (argv[0] == "train"). Returns the exit code. */
+int cmd_train(int argc, char **argv);
+
+#endif

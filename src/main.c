@@ -1,0 +1,53 @@
+/* main.c: the settrain command line: dispatches to the subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "common.h"
+#include "dataset.h"
+#include "train.h"
+
+#ifdef ST_HAVE_CUDA
+#define ST_BACKENDS "cpu, gpu"
+#else
+#define ST_BACKENDS "cpu (built without CUDA: no gpu backend)"
+#endif
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "settrain %s: motif-based Sparse Evolutionary Training of sparse MLPs\n"
+            "\n"
+            "usage: settrain COMMAND [OPTIONS]\n"
+            "\n"
+            "commands:\n"
+            "  prepare fmnist  convert Fashion-MNIST IDX files to the HDF5 data format\n"
+            "  prepare mat     convert a scikit-feature MATLAB file (stratified split)\n"
+            "  train           train a motif-sparse MLP with SET, writing results/runs/<name>/\n"
+            "\n"
+            "settrain COMMAND --help describes each command's options and defaults.\n"
+            "settrain --version prints the version, the git commit and the backends built.\n",
+            ST_VERSION);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return ST_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return ST_EXIT_OK;
+    }
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V")) {
+        printf("settrain %s (commit %s)\nbackends: %s\n", ST_VERSION, ST_GIT_COMMIT, ST_BACKENDS);
+        return ST_EXIT_OK;
+    }
+    if (!strcmp(cmd, "prepare"))
+        return cmd_prepare(argc - 1, argv + 1);
+    if (!strcmp(cmd, "train"))
+        return cmd_train(argc - 1, argv + 1);
+    fprintf(stderr, "settrain: error: unknown command '%s' (see settrain --help)\n", cmd);
+    return ST_EXIT_USAGE;
+}

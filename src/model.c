@@ -1,0 +1,185 @@
+/* model.c: layer sizes, Erdős–Rényi block topology and He-uniform
+ * initialisation of the motif-sparse MLP (DESIGN.md "The network").
+ *
+ * Topology: for each block row (output motif) of W^T the present block
+ * columns are drawn by geometric skipping: the gap to the next present block
+ * is floor(log U / log(1 - p)), U uniform in (0, 1]. This yields exactly the
+ * distribution of an independent Bernoulli(p) draw per block (a binomial
+ * count per row, distinct sorted columns) in O(nb) work, never visiting
+ * empty positions. U comes from Philox (seed, INIT_TOPO, layer, draw, row). */
+#include "model.h"
+
+#include <limits.h>
+
+#include "common.h"
+#include "philox.h"
+
+const char *const st_activation_names[ST_ACT_COUNT] = {"relu", "allrelu", "sigmoid", "tanh"};
+
+double layer_er_probability(int64_t n_in, int64_t n_out, double epsilon)
+{
+    double p = epsilon * (double)(n_in + n_out) / ((double)n_in * (double)n_out);
+    return p < 1.0 ? p : 1.0;
+}
+
+int model_check_shape(const int32_t *sizes, int n_layers, int motif, char *err)
+{
+    if (n_layers < 1)
+        return st_fail(err, "the network needs at least one layer");
+    if (motif < 1)
+        return st_fail(err, "motif size must be >= 1 (got %d)", motif);
+    for (int l = 0; l <= n_layers; l++)
+        if (sizes[l] < 1)
+            return st_fail(err, "layer size %d (n_%d) must be >= 1", sizes[l], l);
+    for (int l = 0; l < n_layers; l++)
+        if (sizes[l] % motif != 0)
+            return st_fail(err,
+                           "motif size %d does not divide %s size %d (n_%d); "
+                           "choose a motif size that divides every input and hidden size",
+                           motif, l == 0 ? "the input (feature)" : "hidden layer", sizes[l], l);
+    return 0;
+}
+
+int64_t model_connections(const st_model *mdl)
+{
+    int64_t n = 0;
+    for (int l = 0; l < mdl->n_layers; l++)
+        n += layer_nnz(&mdl->layers[l]);
+    return n;
+}
+
+void layer_build_transpose(st_layer *L)
+{
+    int32_t *cnt = L->t_ptr; /* counts first, then prefix sums */
+    memset(cnt, 0, sizeof(int32_t) * ((size_t)L->nbc + 1));
+    for (int32_t k = 0; k < L->nb; k++)
+        cnt[L->col_idx[k] + 1]++;
+    for (int32_t c = 0; c < L->nbc; c++)
+        cnt[c + 1] += cnt[c];
+    /* Fill in block-row order so each column's list is sorted by row. */
+    int32_t *fill = st_malloc(sizeof(int32_t) * (size_t)L->nbc, "transpose cursor");
+    memcpy(fill, cnt, sizeof(int32_t) * (size_t)L->nbc);
+    for (int32_t r = 0; r < L->nbr; r++)
+        for (int32_t k = L->row_ptr[r]; k < L->row_ptr[r + 1]; k++) {
+            int32_t j = fill[L->col_idx[k]]++;
+            L->t_blk[j] = k;
+            L->t_row[j] = r;
+        }
+    free(fill);
+}
+
+/* Visit the present block columns of block row r in increasing order; with
+ * cols == NULL only counts. Returns the count. */
+static int64_t er_row(uint64_t seed, int layer, int32_t r, int32_t nbc, double log1mp,
+                      int32_t *cols)
+{
+    int64_t c = -1, n = 0;
+    for (uint32_t j = 0;; j++) {
+        st_u32x4 u = st_rand(seed, ST_STREAM_INIT_TOPO, (uint32_t)layer, j, (uint32_t)r, 0);
+        double gap = floor(log(st_u01d_open0(u.v[0], u.v[1])) / log1mp);
+        if (gap >= (double)nbc)
+            break;
+        c += 1 + (int64_t)gap;
+        if (c >= nbc)
+            break;
+        if (cols)
+            cols[n] = (int32_t)c;
+        n++;
+    }
+    return n;
+}
+
+static void layer_init_weights(st_layer *L, uint64_t seed, int layer)
+{
+    int64_t nnz = layer_nnz(L);
+    float lim = layer_init_limit(L);
+    for (int64_t e = 0; e < nnz; e += 4) {
+        uint64_t q = (uint64_t)e / 4;
+        st_u32x4 u = st_rand(seed, ST_STREAM_INIT_W, (uint32_t)layer, (uint32_t)q,
+                             (uint32_t)(q >> 32), 0);
+        for (int t = 0; t < 4 && e + t < nnz; t++)
+            L->w[e + t] = (2.0f * st_u01f(u.v[t]) - 1.0f) * lim;
+    }
+}
+
+int model_init(st_model *mdl, const int32_t *sizes, int n_layers, int motif, double epsilon,
+               uint64_t seed, char *err)
+{
+    memset(mdl, 0, sizeof *mdl);
+    if (model_check_shape(sizes, n_layers, motif, err))
+        return -1;
+    if (!(epsilon > 0))
+        return st_fail(err, "epsilon must be > 0 (got %g)", epsilon);
+    mdl->n_layers = n_layers;
+    mdl->motif = motif;
+    mdl->sizes = st_malloc(sizeof(int32_t) * (size_t)(n_layers + 1), "layer sizes");
+    memcpy(mdl->sizes, sizes, sizeof(int32_t) * (size_t)(n_layers + 1));
+    mdl->layers = st_calloc((size_t)n_layers, sizeof(st_layer), "layers");
+    for (int l = 0; l < n_layers; l++) {
+        st_layer *L = &mdl->layers[l];
+        int out_layer = (l == n_layers - 1);
+        L->n_in = sizes[l];
+        L->n_out = sizes[l + 1];
+        L->bi = motif;
+        L->bo = out_layer ? 1 : motif;
+        L->nbr = L->n_out / L->bo;
+        L->nbc = L->n_in / L->bi;
+        L->p = layer_er_probability(L->n_in, L->n_out, epsilon);
+        L->dense = L->p >= 1.0;
+        if (L->dense) {
+            int64_t nnz = (int64_t)L->n_in * L->n_out;
+            if (nnz > INT32_MAX)
+                return st_fail(err, "layer %d is dense with %lld weights; more than 2^31-1 is not supported",
+                               l + 1, (long long)nnz);
+        } else {
+            double log1mp = log1p(-L->p);
+            L->row_ptr = st_malloc(sizeof(int32_t) * ((size_t)L->nbr + 1), "row_ptr");
+            int64_t nb = 0;
+            L->row_ptr[0] = 0;
+            for (int32_t r = 0; r < L->nbr; r++) {
+                nb += er_row(seed, l + 1, r, L->nbc, log1mp, NULL);
+                if (nb * L->bi * L->bo > INT32_MAX)
+                    return st_fail(err, "layer %d would hold more than 2^31-1 connections; lower epsilon",
+                                   l + 1);
+                L->row_ptr[r + 1] = (int32_t)nb;
+            }
+            L->nb = (int32_t)nb;
+            L->col_idx = st_malloc(sizeof(int32_t) * (size_t)nb, "col_idx");
+            for (int32_t r = 0; r < L->nbr; r++)
+                er_row(seed, l + 1, r, L->nbc, log1mp, L->col_idx + L->row_ptr[r]);
+            L->t_ptr = st_malloc(sizeof(int32_t) * ((size_t)L->nbc + 1), "t_ptr");
+            L->t_blk = st_malloc(sizeof(int32_t) * (size_t)nb, "t_blk");
+            L->t_row = st_malloc(sizeof(int32_t) * (size_t)nb, "t_row");
+            layer_build_transpose(L);
+        }
+        int64_t nnz = layer_nnz(L);
+        L->w = st_malloc(sizeof(float) * (size_t)nnz, "weights");
+        L->v = st_calloc((size_t)nnz, sizeof(float), "momentum");
+        L->bias = st_calloc((size_t)L->n_out, sizeof(float), "bias");
+        L->vbias = st_calloc((size_t)L->n_out, sizeof(float), "bias momentum");
+        layer_init_weights(L, seed, l + 1);
+    }
+    return 0;
+}
+
+void model_free(st_model *mdl)
+{
+    if (mdl->layers)
+        for (int l = 0; l < mdl->n_layers; l++) {
+            st_layer *L = &mdl->layers[l];
+            free(L->row_ptr);
+            free(L->col_idx);
+            free(L->t_ptr);
+            free(L->t_blk);
+            free(L->t_row);
+            free(L->w);
+            free(L->v);
+            free(L->bias);
+            free(L->vbias);
+        }
+    free(mdl->layers);
+    free(mdl->sizes);
+    free(mdl->feat_mean);
+    free(mdl->feat_std);
+    memset(mdl, 0, sizeof *mdl);
+}
