@@ -50,11 +50,13 @@ void cpu_layer_grad(const st_layer *L, const float *a_in, const float *delta_out
 void cpu_layer_update(st_layer *L, const float *gw, const float *gb, float lr, float mu,
                       float wd);
 
-/* Dropout mask of DESIGN.md from Philox: element e = o * batch + b of hidden
- * layer `hidden` in (epoch, batch_index) is dropped when its 16-bit lane
- * (counter e / 8, lane e % 8) is below round(rate * 65536); kept elements
- * get 1 / (1 - rate). mask is (n, ld); padding columns get 0. */
-void cpu_dropout_mask(uint64_t seed, int hidden, int epoch, int batch_index, int batch,
-                      float rate, float *mask, int64_t n, int B, int ld);
+/* Dropout mask from Philox: element (o, b) of hidden layer `hidden` in batch
+ * batch_index of `epoch` takes 16-bit lane b % 8 (low half of word (b%8)/2
+ * first) of st_rand(seed, DROPOUT, hidden, o, (batch_index << 9) | b / 8,
+ * epoch); it is dropped when that lane is below round(rate * 65536) and
+ * kept elements get 1 / (1 - rate). Needs batch <= 4096 and fewer than 2^23
+ * batches per epoch. mask is (n, ld); padding columns get 0. */
+void cpu_dropout_mask(uint64_t seed, int hidden, int epoch, int batch_index, float rate,
+                      float *mask, int64_t n, int B, int ld);
 
 #endif

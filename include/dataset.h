@@ -25,6 +25,11 @@ typedef struct {
     char source[1024];       /* root attribute "source"                     */
 } st_dataset;
 
+/* 0 when path is a regular file this process can read; else -1 with
+ * "FILE: cannot open: <reason>" or "FILE: is a directory, not a file".
+ * Every reader below checks its input with it first. */
+int dataset_check_input(const char *path, char *err);
+
 /* Read and validate a data file: every dataset present with the right rank,
  * type and shape, n_train >= 1, labels in 0..n_classes-1, all features
  * finite, attributes consistent. */

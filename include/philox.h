@@ -50,7 +50,7 @@ enum st_stream {
     ST_STREAM_INIT_TOPO = 1, /* ctr {draw, block row, 0, .}        */
     ST_STREAM_INIT_W = 2,    /* ctr {entry/4 lo, hi, 0, .}          */
     ST_STREAM_SHUFFLE = 3,   /* ctr {i, 0, epoch, .}                */
-    ST_STREAM_DROPOUT = 4,   /* ctr {element/8, batch, epoch, .}    */
+    ST_STREAM_DROPOUT = 4,   /* ctr {row, batch<<9 | col/8, epoch, .} */
     ST_STREAM_REGROW_POS = 5,/* ctr {draw lo, draw hi, epoch, .}    */
     ST_STREAM_REGROW_W = 6,  /* ctr {entry/4 lo, hi, epoch, .}      */
     ST_STREAM_SPLIT = 7,     /* ctr {i, class, 0, .} (prepare mat)  */

@@ -49,8 +49,8 @@ static void forward(st_backend *be, int train, int epoch, int batch_index, int B
             float *mask = NULL;
             if (train && cfg->dropout > 0) {
                 mask = c->mask[l + 1];
-                cpu_dropout_mask(cfg->seed, l + 1, epoch, batch_index, cfg->batch,
-                                 (float)cfg->dropout, mask, L->n_out, B, c->ld);
+                cpu_dropout_mask(cfg->seed, l + 1, epoch, batch_index, (float)cfg->dropout, mask,
+                                 L->n_out, B, c->ld);
             }
             cpu_activation_forward(cfg->activation, l + 1, c->z[l + 1], mask, c->a[l + 1],
                                    L->n_out, c->ld);

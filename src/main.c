@@ -4,6 +4,7 @@
 
 #include "common.h"
 #include "dataset.h"
+#include "score.h"
 #include "train.h"
 
 #ifdef ST_HAVE_CUDA
@@ -23,6 +24,7 @@ static void usage(FILE *f)
             "  prepare fmnist  convert Fashion-MNIST IDX files to the HDF5 data format\n"
             "  prepare mat     convert a scikit-feature MATLAB file (stratified split)\n"
             "  train           train a motif-sparse MLP with SET, writing results/runs/<name>/\n"
+            "  score           the paper's comprehensive score S of runs against a baseline\n"
             "\n"
             "settrain COMMAND --help describes each command's options and defaults.\n"
             "settrain --version prints the version, the git commit and the backends built.\n",
@@ -46,6 +48,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "prepare"))
         return cmd_prepare(argc - 1, argv + 1);
+    if (!strcmp(cmd, "score"))
+        return cmd_score(argc - 1, argv + 1);
     if (!strcmp(cmd, "train"))
         return cmd_train(argc - 1, argv + 1);
     fprintf(stderr, "settrain: error: unknown command '%s' (see settrain --help)\n", cmd);

@@ -1,0 +1,309 @@
+/* data_mat.c: reads scikit-feature MATLAB files (variables X and Y) with
+ * libmatio and turns them into a data set with a stratified, seeded
+ * train/test split.
+ *
+ * X is (n, d) in MATLAB's column-major order and any real numeric class
+ * (double, single, int8..int64, uint8..uint64; scikit-feature files often
+ * store class double as int16 elements, which matio widens on reading); it
+ * becomes row-major double. Y is a row or column vector of n integral,
+ * finite labels of any numeric class. Legend: n samples, d features,
+ * K classes. */
+#include "dataset.h"
+#include "common.h"
+#include "philox.h"
+
+#include <float.h>
+#include <math.h>
+#include <matio.h>
+#include <strings.h>
+
+/* Last error matio logged, quoted in our messages instead of being printed. */
+static char mat_log_msg[256];
+
+static void mat_quiet_log(int level, char *message)
+{
+    if (level & (MATIO_LOG_LEVEL_ERROR | MATIO_LOG_LEVEL_CRITICAL))
+        snprintf(mat_log_msg, sizeof mat_log_msg, "%s", message);
+}
+
+static const char *mat_class_name(enum matio_classes c)
+{
+    switch (c) {
+    case MAT_C_EMPTY: return "empty";
+    case MAT_C_CELL: return "cell";
+    case MAT_C_STRUCT: return "struct";
+    case MAT_C_OBJECT: return "object";
+    case MAT_C_CHAR: return "char";
+    case MAT_C_SPARSE: return "sparse";
+    case MAT_C_FUNCTION: return "function";
+    default: return "opaque";
+    }
+}
+
+/* Read variable `name`; refuse anything but a real, full numeric array. */
+static matvar_t *read_numeric(mat_t *mat, const char *path, const char *name, char *err)
+{
+    matvar_t *info = Mat_VarReadInfo(mat, name);
+    if (!info) {
+        st_fail(err, "%s: no variable %s", path, name);
+        return NULL;
+    }
+    Mat_VarFree(info);
+    mat_log_msg[0] = '\0';
+    matvar_t *v = Mat_VarRead(mat, name);
+    if (!v) {
+        st_fail(err, "%s: cannot read variable %s: %s", path, name,
+                mat_log_msg[0] ? mat_log_msg : "corrupt or truncated file");
+        return NULL;
+    }
+    if (v->class_type == MAT_C_SPARSE)
+        st_fail(err, "%s: %s is a sparse matrix; save it as a full matrix", path, name);
+    else if (v->class_type < MAT_C_DOUBLE || v->class_type > MAT_C_UINT64)
+        st_fail(err, "%s: %s has MATLAB class %s, expected a numeric array", path, name,
+                mat_class_name(v->class_type));
+    else if (v->isComplex)
+        st_fail(err, "%s: %s is complex, expected real values", path, name);
+    else if (v->rank != 2)
+        st_fail(err, "%s: %s has %d dimensions, expected 2", path, name, v->rank);
+    else
+        return v;
+    Mat_VarFree(v);
+    return NULL;
+}
+
+/* Column-major (n, d) array of v's class -> row-major (n, d) doubles in out. */
+#define MAT_TO_ROW_MAJOR(T)                                                        \
+    do {                                                                           \
+        const T *src = (const T *)v->data;                                         \
+        for (size_t j = 0; j < d; j++)                                             \
+            for (size_t i = 0; i < n; i++)                                         \
+                out[i * d + j] = (double)src[j * n + i];                           \
+    } while (0)
+
+static int to_row_major(const matvar_t *v, const char *path, size_t n, size_t d,
+                        double *out, char *err)
+{
+    if (!v->data || v->nbytes < n * d * Mat_SizeOfClass(v->class_type))
+        return st_fail(err, "%s: %s holds fewer bytes than its %zux%zu shape needs", path,
+                       v->name, n, d);
+    switch (v->class_type) {
+    case MAT_C_DOUBLE: MAT_TO_ROW_MAJOR(double); break;
+    case MAT_C_SINGLE: MAT_TO_ROW_MAJOR(float); break;
+    case MAT_C_INT8: MAT_TO_ROW_MAJOR(int8_t); break;
+    case MAT_C_UINT8: MAT_TO_ROW_MAJOR(uint8_t); break;
+    case MAT_C_INT16: MAT_TO_ROW_MAJOR(int16_t); break;
+    case MAT_C_UINT16: MAT_TO_ROW_MAJOR(uint16_t); break;
+    case MAT_C_INT32: MAT_TO_ROW_MAJOR(int32_t); break;
+    case MAT_C_UINT32: MAT_TO_ROW_MAJOR(uint32_t); break;
+    case MAT_C_INT64: MAT_TO_ROW_MAJOR(int64_t); break;
+    case MAT_C_UINT64: MAT_TO_ROW_MAJOR(uint64_t); break;
+    default: return st_fail(err, "%s: %s is not numeric", path, v->name);
+    }
+    return 0;
+}
+
+int mat_read_xy(const char *path, double **x, int64_t *n, int64_t *d, int64_t **y,
+                char *err)
+{
+    matvar_t *vx = NULL, *vy = NULL;
+    double *yd = NULL;
+    int rc = -1;
+    *x = NULL;
+    *y = NULL;
+    Mat_LogInitFunc("settrain", mat_quiet_log);
+
+    if (dataset_check_input(path, err))
+        return -1;
+    mat_t *mat = Mat_Open(path, MAT_ACC_RDONLY);
+    if (!mat)
+        return st_fail(err, "%s: not a MATLAB MAT file (v4, v5 or v7.3)", path);
+
+    if (!(vx = read_numeric(mat, path, "X", err)) || !(vy = read_numeric(mat, path, "Y", err)))
+        goto out;
+    size_t rows = vx->dims[0], cols = vx->dims[1];
+    if (rows < 1 || cols < 1) {
+        st_fail(err, "%s: X is empty (%zux%zu)", path, rows, cols);
+        goto out;
+    }
+    if (vy->dims[0] != 1 && vy->dims[1] != 1) {
+        st_fail(err, "%s: Y is a %zux%zu matrix, expected a vector of labels", path,
+                vy->dims[0], vy->dims[1]);
+        goto out;
+    }
+    size_t ny = vy->dims[0] * vy->dims[1];
+    if (ny != rows) {
+        st_fail(err, "%s: Y holds %zu labels but X has %zu rows (samples)", path, ny, rows);
+        goto out;
+    }
+
+    *x = st_malloc(rows * cols * sizeof **x, "X");
+    yd = st_malloc(rows * sizeof *yd, "Y");
+    /* A vector is (ny, 1) in either orientation: the elements are in order. */
+    if (to_row_major(vx, path, rows, cols, *x, err) ||
+        to_row_major(vy, path, ny, 1, yd, err))
+        goto out;
+    for (size_t i = 0; i < rows; i++)
+        for (size_t j = 0; j < cols; j++)
+            if (!isfinite((*x)[i * cols + j])) {
+                st_fail(err, "%s: X row %zu feature %zu is %s", path, i, j,
+                        isnan((*x)[i * cols + j]) ? "NaN" : "infinite");
+                goto out;
+            }
+    *y = st_malloc(rows * sizeof **y, "labels");
+    for (size_t i = 0; i < rows; i++) {
+        /* 2^53: beyond it a double no longer holds every integer. */
+        if (!isfinite(yd[i]) || yd[i] != floor(yd[i]) || fabs(yd[i]) > 9007199254740992.0) {
+            st_fail(err, "%s: Y[%zu] = %g is not an integer label", path, i, yd[i]);
+            goto out;
+        }
+        (*y)[i] = (int64_t)yd[i];
+    }
+    *n = (int64_t)rows;
+    *d = (int64_t)cols;
+    rc = 0;
+out:
+    if (rc) {
+        free(*x);
+        free(*y);
+        *x = NULL;
+        *y = NULL;
+    }
+    free(yd);
+    Mat_VarFree(vx);
+    Mat_VarFree(vy);
+    Mat_Close(mat);
+    return rc;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t u = *(const int64_t *)a, v = *(const int64_t *)b;
+    return (u > v) - (u < v);
+}
+
+/* Split rule, per class c with m samples (the classes in sorted label
+ * order):
+ *   1. shuffle the class's sample indices (in file order) with Fisher-Yates,
+ *      for i = m-1 down to 1 swapping i with j = st_below(r0, r1, i + 1),
+ *      r = st_rand(seed, ST_STREAM_SPLIT, 0, i, c, 0);
+ *   2. the first t = round(test_fraction * m) shuffled samples (halves round
+ *      up) go to the test split, but at most m - 1, so every class keeps at
+ *      least one training sample;
+ *   3. both splits keep the samples in file order.
+ * The split is a pure function of (labels, test_fraction, seed). */
+static void split_stratified(const int32_t *cls, int64_t n, int32_t k, double test_fraction,
+                             uint64_t seed, uint8_t *is_test)
+{
+    int64_t *start = st_calloc((size_t)k + 1, sizeof *start, "class offsets");
+    int64_t *fill = st_malloc((size_t)k * sizeof *fill, "class offsets");
+    int64_t *members = st_malloc((size_t)n * sizeof *members, "class members");
+    for (int64_t i = 0; i < n; i++)
+        start[cls[i] + 1]++;
+    for (int32_t c = 0; c < k; c++)
+        start[c + 1] += start[c];
+    memcpy(fill, start, (size_t)k * sizeof *fill);
+    for (int64_t i = 0; i < n; i++)
+        members[fill[cls[i]]++] = i;
+
+    memset(is_test, 0, (size_t)n);
+    for (int32_t c = 0; c < k; c++) {
+        int64_t *ix = members + start[c];
+        int64_t m = start[c + 1] - start[c];
+        for (int64_t i = m - 1; i >= 1; i--) {
+            st_u32x4 r = st_rand(seed, ST_STREAM_SPLIT, 0, (uint32_t)i, (uint32_t)c, 0);
+            int64_t j = (int64_t)st_below(r.v[0], r.v[1], (uint64_t)i + 1);
+            int64_t t = ix[i];
+            ix[i] = ix[j];
+            ix[j] = t;
+        }
+        int64_t t = (int64_t)floor(test_fraction * (double)m + 0.5);
+        if (t > m - 1)
+            t = m - 1;
+        for (int64_t q = 0; q < t; q++)
+            is_test[ix[q]] = 1;
+    }
+    free(start);
+    free(fill);
+    free(members);
+}
+
+int prepare_mat(const char *path, double test_fraction, uint64_t seed, st_dataset *ds,
+                char *err)
+{
+    double *x = NULL;
+    int64_t *y = NULL, *labels = NULL, n, d;
+    int32_t *cls = NULL;
+    uint8_t *is_test = NULL;
+    int rc = -1;
+    memset(ds, 0, sizeof *ds);
+    if (!(test_fraction >= 0.0 && test_fraction < 1.0))
+        return st_fail(err, "%s: test fraction %g is outside [0, 1)", path, test_fraction);
+    if (mat_read_xy(path, &x, &n, &d, &y, err))
+        return -1;
+
+    /* Classes are the distinct labels in increasing order. */
+    labels = st_malloc((size_t)n * sizeof *labels, "labels");
+    memcpy(labels, y, (size_t)n * sizeof *labels);
+    qsort(labels, (size_t)n, sizeof *labels, cmp_i64);
+    int64_t k = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (i == 0 || labels[i] != labels[k - 1])
+            labels[k++] = labels[i];
+    if (k < 2) {
+        st_fail(err, "%s: Y holds a single class (label %lld), need at least 2", path,
+                (long long)labels[0]);
+        goto out;
+    }
+    cls = st_malloc((size_t)n * sizeof *cls, "classes");
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t *hit = bsearch(&y[i], labels, (size_t)k, sizeof *labels, cmp_i64);
+        cls[i] = (int32_t)(hit - labels);
+    }
+
+    for (int64_t i = 0; i < n * d; i++)
+        if (fabs(x[i]) > FLT_MAX) {
+            st_fail(err, "%s: X row %lld feature %lld = %g does not fit in float32", path,
+                    (long long)(i / d), (long long)(i % d), x[i]);
+            goto out;
+        }
+
+    is_test = st_malloc((size_t)n, "split");
+    split_stratified(cls, n, (int32_t)k, test_fraction, seed, is_test);
+    for (int64_t i = 0; i < n; i++)
+        ds->n_test += is_test[i];
+    ds->n_train = n - ds->n_test;
+    ds->d = d;
+    ds->k = (int32_t)k;
+    ds->x_train = st_malloc((size_t)(ds->n_train * d) * sizeof(float), "x_train");
+    ds->y_train = st_malloc((size_t)ds->n_train * sizeof(int32_t), "y_train");
+    ds->x_test = st_malloc((size_t)(ds->n_test * d) * sizeof(float), "x_test");
+    ds->y_test = st_malloc((size_t)ds->n_test * sizeof(int32_t), "y_test");
+    int64_t itr = 0, ite = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t row = is_test[i] ? ite++ : itr++;
+        float *dst = (is_test[i] ? ds->x_test : ds->x_train) + row * d;
+        for (int64_t j = 0; j < d; j++)
+            dst[j] = (float)x[i * d + j];
+        (is_test[i] ? ds->y_test : ds->y_train)[row] = cls[i];
+    }
+    ds->label_values = st_malloc((size_t)k * sizeof *ds->label_values, "label_values");
+    memcpy(ds->label_values, labels, (size_t)k * sizeof *labels);
+
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t blen = strlen(base);
+    if (blen > 4 && strcasecmp(base + blen - 4, ".mat") == 0)
+        blen -= 4;
+    snprintf(ds->name, sizeof ds->name, "%.*s", (int)blen, base);
+    snprintf(ds->source, sizeof ds->source, "%s", path);
+    rc = 0;
+out:
+    free(x);
+    free(y);
+    free(labels);
+    free(cls);
+    free(is_test);
+    if (rc)
+        dataset_free(ds);
+    return rc;
+}
