@@ -67,6 +67,7 @@ int model_check_shape(const int32_t *sizes, int n_layers, int motif, char *err);
 /* Build the Erdős–Rényi topology (geometric skipping per block row: the same
  * distribution as an independent draw per block, O(nb) work) and He-uniform
  * weights from (seed, layer); biases and momentum 0. */
+/* On failure the model may be partly built: call model_free() on it either way. */
 int model_init(st_model *mdl, const int32_t *sizes, int n_layers, int motif, double epsilon,
                uint64_t seed, char *err);
 void model_free(st_model *mdl);

@@ -15,9 +15,9 @@ for t in "$@" tests/test_*.sh; do
     if [ -z "$line" ]; then
         echo "!!! $t printed no summary (exit $rc)"; crashed=$((crashed + 1)); continue
     fi
-    p=$(echo "$line" | sed -E 's/.* ?([0-9]+) passed.*/\1/')
-    f=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
-    s=$(echo "$line" | sed -nE 's/.* ([0-9]+) skipped.*/\1/p')
+    p=$(echo "$line" | grep -oE '[0-9]+ passed' | cut -d' ' -f1)
+    f=$(echo "$line" | grep -oE '[0-9]+ failed' | cut -d' ' -f1)
+    s=$(echo "$line" | grep -oE '[0-9]+ skipped' | cut -d' ' -f1)
     pass=$((pass + p)); fail=$((fail + f)); skip=$((skip + ${s:-0}))
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
         echo "!!! $t exited $rc"; crashed=$((crashed + 1))
