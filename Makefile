@@ -81,3 +81,69 @@ test: $(BUILD)/settrain $(TEST_BIN)
 
 clean:
 	rm -rf $(BUILD)
+
+# --- fuzzing (make fuzz) ------------------------------------------------------
+# Builds one libFuzzer binary per data reader with clang (-fsanitize=fuzzer,
+# address,undefined) into FUZZ_BUILD, writes the seed corpora
+# (tests/fuzz/make_seeds.c) and runs each target for FUZZ_SECONDS, one after
+# another, printing executions and crashes; new crash inputs are copied into
+# tests/fuzz_regressions/<target>/, which `make test` replays
+# (tests/test_fuzz_replay.c). Needs clang and libclang-rt-14-dev; not part of
+# `make test`. FUZZ_ARGS adds libFuzzer options (e.g. FUZZ_ARGS=-jobs=1).
+FUZZ_CC      ?= clang
+FUZZ_BUILD   ?= $(BUILD)/fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_ARGS    ?=
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS  := -O1 -g -std=gnu99 -Wall -Wextra -Iinclude -Itests/fuzz $(HDF5_CFLAGS) $(FUZZ_SAN) \
+                -DST_GIT_COMMIT=\"$(GIT_COMMIT)\"
+FUZZ_LIBS    := $(HDF5_LIBS) -lmatio -lz -lm
+# Library sources every target links: the readers and what they call.
+FUZZ_LIB_SRC := src/common.c src/data_h5.c src/data_idx.c src/data_mat.c $(wildcard src/h5util.c)
+fuzz_obj      = $(patsubst src/%.c,$(FUZZ_BUILD)/obj/%.o,$(1))
+FUZZ_NAMES   :=
+
+# FUZZ_TARGET(name, extra sources): the binary $(FUZZ_BUILD)/fuzz_<name> runs
+# fuzz_run_<name> of tests/fuzz/targets.h; extra sources are linked beside
+# FUZZ_LIB_SRC (a checkpoint reader: src/checkpoint.c and what it needs).
+define FUZZ_TARGET
+FUZZ_NAMES += $(1)
+$(FUZZ_BUILD)/fuzz_$(1): tests/fuzz/fuzz_main.c tests/fuzz/targets.h $(call fuzz_obj,$(FUZZ_LIB_SRC) $(2))
+	$$(FUZZ_CC) $$(FUZZ_CFLAGS) -fsanitize=fuzzer -DFUZZ_TARGET=\"$(1)\" -o $$@ $$< \
+	    $(call fuzz_obj,$(FUZZ_LIB_SRC) $(2)) $$(FUZZ_LIBS)
+endef
+
+# One line per target (its reader is fuzz_run_<name> in tests/fuzz/targets.h).
+$(eval $(call FUZZ_TARGET,h5,))
+$(eval $(call FUZZ_TARGET,idx_gz,))
+$(eval $(call FUZZ_TARGET,idx_images,))
+$(eval $(call FUZZ_TARGET,idx_labels,))
+$(eval $(call FUZZ_TARGET,mat,))
+
+$(FUZZ_BUILD)/obj/%.o: src/%.c $(wildcard include/*.h) | $(FUZZ_BUILD)/obj
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_BUILD)/make_seeds: tests/fuzz/make_seeds.c $(call fuzz_obj,$(FUZZ_LIB_SRC)) | $(FUZZ_BUILD)/obj
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -o $@ $^ $(FUZZ_LIBS)
+
+$(FUZZ_BUILD)/obj:
+	mkdir -p $@
+
+.PHONY: fuzz sanitize
+fuzz: $(FUZZ_BUILD)/make_seeds $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_NAMES))
+	@rm -rf $(FUZZ_BUILD)/seeds && $(FUZZ_BUILD)/make_seeds $(FUZZ_BUILD)/seeds
+	@sh tests/fuzz/run_fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_NAMES)
+
+# --- sanitizers (make sanitize) -----------------------------------------------
+# Builds the project and every test with AddressSanitizer (leaks included) and
+# UndefinedBehaviorSanitizer into SAN_BUILD and runs the whole test suite
+# there; any report fails the run. Sanitizer reports exit with 86, so a shell
+# test that expects settrain's exit code 1 cannot mistake one for an error
+# it provoked; protect_shadow_gap=0 lets a CUDA build run under ASan.
+SAN_BUILD  ?= $(BUILD)/san
+SAN_CFLAGS ?= -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+sanitize:
+	CFLAGS='$(SAN_CFLAGS)' \
+	ASAN_OPTIONS=detect_leaks=1:exitcode=86:protect_shadow_gap=0 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=86 \
+	    $(MAKE) BUILD=$(SAN_BUILD) test

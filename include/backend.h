@@ -13,15 +13,24 @@
 #include "dataset.h"
 #include "model.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct st_backend st_backend;
 
 typedef struct {
     const char *name;
-    /* One epoch of mini-batch SGD over the samples perm[0..n) of the training
-     * set (the last batch may be partial). Adds the summed loss and the
-     * correct count. Returns 0, or -1 with err. */
-    int (*train_epoch)(st_backend *b, int epoch, const int64_t *perm, int64_t n,
-                       double *loss_sum, int64_t *correct, char *err);
+    /* Mini-batch SGD over the samples perm[start..n) of the training set in
+     * batches of cfg->batch (start is a multiple of the batch size; the last
+     * batch may be partial; batch k of the epoch starts at sample k * batch).
+     * After each batch, if *stop is non-zero, returns early. *done receives
+     * the sample index reached (n when the epoch is complete). Adds the summed
+     * loss and the correct count of the batches it ran. Returns 0, or -1 with
+     * err. */
+    int (*train_epoch)(st_backend *b, int epoch, const int64_t *perm, int64_t n, int64_t start,
+                       const volatile int *stop, int64_t *done, double *loss_sum,
+                       int64_t *correct, char *err);
     /* Forward pass without dropout over a whole split (0 train, 1 test). */
     int (*evaluate)(st_backend *b, int split, double *loss_sum, int64_t *correct, char *err);
     /* SET evolution of every sparse layer after `epoch`; stats has L entries. */
@@ -50,6 +59,10 @@ st_backend *backend_gpu_create(st_model *model, const st_dataset *data, const st
                                char *err);
 /* Number of usable CUDA devices (0 when none or no driver). */
 int backend_gpu_device_count(void);
+#endif
+
+#ifdef __cplusplus
+}
 #endif
 
 #endif

@@ -15,12 +15,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define ST_VERSION "0.1.0"
 
 /* Exit codes (documented in the README). */
 #define ST_EXIT_OK 0
 #define ST_EXIT_ERROR 1   /* bad input, bad option, I/O failure */
 #define ST_EXIT_USAGE 2   /* command line could not be parsed */
+#define ST_EXIT_INTERRUPTED 3 /* stopped by SIGTERM/SIGINT/SIGUSR1; checkpoint written */
 
 /* Size of the error buffers that fallible functions fill ("FILE: problem"). */
 #define ST_ERRLEN 512
@@ -57,5 +62,9 @@ int st_parse_u64(const char *s, uint64_t *out);
 
 /* Create a directory and its parents (mkdir -p). Returns 0 or -1 with err. */
 int st_mkdirs(const char *path, char *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -6,6 +6,10 @@
 
 #include "model.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define ST_MAX_HIDDEN 64
 
 typedef enum { ST_BACKEND_CPU, ST_BACKEND_GPU, ST_BACKEND_AUTO, ST_BACKEND_COUNT } st_backend_kind;
@@ -31,9 +35,15 @@ typedef struct {
     int threads;              /* --threads T (0: OpenMP's default)            */
     char out[4096];           /* --out DIR (default results/runs/<name>)      */
     int standardize;          /* 1 unless --no-standardize                    */
+    int checkpoint_every;     /* --checkpoint-every N epochs (0: only at the end and on a signal) */
+    char resume[4096];        /* --resume DIR: continue the run in DIR        */
     int quiet;                /* --quiet: no per-epoch lines                  */
 } st_config;
 
 void config_defaults(st_config *c);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

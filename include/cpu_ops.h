@@ -13,8 +13,18 @@
 
 #include "model.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* z (O, ld) = W^T a + bias; a is (I, ld). */
 void cpu_layer_forward(const st_layer *L, const float *a, float *z, int ld);
+
+/* Whole-network forward pass: for l = 1..L, z[l] (n_l, ld) = W_l^T a[l-1]
+ * + b_l and, for hidden layers, a[l] = f(z[l]) * mask[l] (mask NULL: no
+ * dropout). a[0] holds the input; z[L] receives the logits. */
+void cpu_model_forward(const st_model *m, st_activation act, float *const *z, float *const *a,
+                       float *const *mask, int ld);
 
 /* Hidden activation in place: a = f(z) * mask; mask (n, ld) holds 0 or
  * 1/(1-d), or is NULL (no dropout). hidden is the 1-based hidden layer
@@ -58,5 +68,9 @@ void cpu_layer_update(st_layer *L, const float *gw, const float *gb, float lr, f
  * batches per epoch. mask is (n, ld); padding columns get 0. */
 void cpu_dropout_mask(uint64_t seed, int hidden, int epoch, int batch_index, float rate,
                       float *mask, int64_t n, int B, int ld);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

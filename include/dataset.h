@@ -10,6 +10,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define ST_DATA_FORMAT_VERSION 1
 
 typedef struct {
@@ -61,5 +65,9 @@ int prepare_mat(const char *path, double test_fraction, uint64_t seed, st_datase
 
 /* `settrain prepare ...` (argv[0] == "prepare"). Returns the exit code. */
 int cmd_prepare(int argc, char **argv);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

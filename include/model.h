@@ -19,6 +19,10 @@
 #include <math.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum {
     ST_ACT_RELU,
     ST_ACT_ALLRELU,
@@ -105,5 +109,9 @@ int64_t layer_prune_select(const st_layer *L, double zeta, uint8_t *removed,
  * block count is unchanged; returns -1 with err otherwise. */
 int layer_evolve(st_layer *L, int layer, uint64_t seed, int epoch, double zeta,
                  st_evolve_stats *st, char *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -6,6 +6,10 @@
 #include "dataset.h"
 #include "model.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Standardise x (n, d) in place with mean/std; std == 0 divides by 1. */
 void data_standardize(float *x, int64_t n, int64_t d, const float *mean, const float *std);
 /* Mean and standard deviation of each feature of x (n, d), in double. */
@@ -18,7 +22,14 @@ void train_shuffle(uint64_t seed, int epoch, int64_t n, int64_t *perm);
 /* Run a whole training as configured; returns the process exit code. */
 int train_run(const st_config *cfg);
 
+/* `settrain eval|predict|features ...` (argv[0] is the command). */
+int cmd_model(int argc, char **argv);
+
 /* `settrain train ...` (argv[0] == "train"). Returns the exit code. */
 int cmd_train(int argc, char **argv);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

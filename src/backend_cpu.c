@@ -36,29 +36,22 @@ static void gather_batch(const float *x, int64_t d, const int64_t *rows, int B, 
     }
 }
 
-/* Forward pass over the batch in a[0]; masks applied when train is set. */
+/* Forward pass over the batch in a[0]; dropout masks drawn when train is set. */
 static void forward(st_backend *be, int train, int epoch, int batch_index, int B)
 {
     cpu_impl *c = be->impl;
     const st_model *m = be->model;
     const st_config *cfg = be->cfg;
-    for (int l = 0; l < m->n_layers; l++) {
-        const st_layer *L = &m->layers[l];
-        cpu_layer_forward(L, c->a[l], c->z[l + 1], c->ld);
-        if (l + 1 < m->n_layers) {
-            float *mask = NULL;
-            if (train && cfg->dropout > 0) {
-                mask = c->mask[l + 1];
-                cpu_dropout_mask(cfg->seed, l + 1, epoch, batch_index, (float)cfg->dropout, mask,
-                                 L->n_out, B, c->ld);
-            }
-            cpu_activation_forward(cfg->activation, l + 1, c->z[l + 1], mask, c->a[l + 1],
-                                   L->n_out, c->ld);
-        }
-    }
+    const int masked = train && cfg->dropout > 0;
+    if (masked)
+        for (int l = 1; l < m->n_layers; l++)
+            cpu_dropout_mask(cfg->seed, l, epoch, batch_index, (float)cfg->dropout, c->mask[l],
+                             m->sizes[l], B, c->ld);
+    cpu_model_forward(m, cfg->activation, c->z, c->a, masked ? c->mask : NULL, c->ld);
 }
 
 static int cpu_train_epoch(st_backend *be, int epoch, const int64_t *perm, int64_t n,
+                           int64_t start, const volatile int *stop, int64_t *done,
                            double *loss_sum, int64_t *correct, char *err)
 {
     (void)err;
@@ -66,8 +59,9 @@ static int cpu_train_epoch(st_backend *be, int epoch, const int64_t *perm, int64
     st_model *m = be->model;
     const st_config *cfg = be->cfg;
     const int L = m->n_layers, K = m->sizes[L];
-    int batch_index = 0;
-    for (int64_t s = 0; s < n; s += cfg->batch, batch_index++) {
+    int batch_index = (int)(start / cfg->batch);
+    int64_t s = start;
+    for (; s < n; s += cfg->batch, batch_index++) {
         int B = (int)(n - s < cfg->batch ? n - s : cfg->batch);
         gather_batch(be->data->x_train, be->data->d, perm + s, B, c->ld, c->a[0]);
         for (int b = 0; b < B; b++)
@@ -84,7 +78,12 @@ static int cpu_train_epoch(st_backend *be, int epoch, const int64_t *perm, int64
             cpu_layer_update(Ly, c->gw, c->gb, (float)cfg->lr, (float)cfg->momentum,
                              (float)cfg->weight_decay);
         }
+        if (*stop) {
+            s += cfg->batch;
+            break;
+        }
     }
+    *done = s < n ? s : n;
     return 0;
 }
 

@@ -130,6 +130,18 @@ void cpu_layer_forward(const st_layer *L, const float *a, float *z, int ld)
         }
 }
 
+void cpu_model_forward(const st_model *m, st_activation act, float *const *z, float *const *a,
+                       float *const *mask, int ld)
+{
+    for (int l = 0; l < m->n_layers; l++) {
+        const st_layer *L = &m->layers[l];
+        cpu_layer_forward(L, a[l], z[l + 1], ld);
+        if (l + 1 < m->n_layers)
+            cpu_activation_forward(act, l + 1, z[l + 1], mask ? mask[l + 1] : NULL, a[l + 1],
+                                   L->n_out, ld);
+    }
+}
+
 float st_activation_value(st_activation act, int hidden, float z)
 {
     switch (act) {

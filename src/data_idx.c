@@ -9,6 +9,7 @@
 #include "dataset.h"
 #include "common.h"
 
+#include <sys/stat.h>
 #include <zlib.h>
 
 #define IDX_MAGIC_IMAGES 0x00000803u
@@ -18,6 +19,10 @@
 #define IDX_MAX_N 0x7FFFFFFFu
 #define IDX_MAX_SIDE 4096u
 #define IDX_MAX_BYTES (1ull << 34)
+/* deflate expands data at most 1032:1, so a gzip file of S bytes holds at
+ * most IDX_MAX_EXPANSION * S bytes: a header that promises more is refused
+ * before that memory is allocated. */
+#define IDX_MAX_EXPANSION 1032u
 
 #define FMNIST_CLASSES 10
 
@@ -59,8 +64,11 @@ static int idx_read(const char *path, uint32_t magic, int ndims, uint8_t **data,
     uint8_t hdr[16];
     int rc = -1;
     *data = NULL;
+    struct stat sb;
     if (dataset_check_input(path, err))
         return -1;
+    if (stat(path, &sb) != 0)
+        return st_fail(err, "%s: cannot open: %s", path, strerror(errno));
     errno = 0;
     gzFile gz = gzopen(path, "rb");
     if (!gz)
@@ -104,6 +112,12 @@ static int idx_read(const char *path, uint32_t magic, int ndims, uint8_t **data,
     if (total > IDX_MAX_BYTES) {
         st_fail(err, "%s: implausible header: %llu bytes of %s data", path,
                 (unsigned long long)total, kind);
+        goto out;
+    }
+    if (total > IDX_MAX_EXPANSION * (uint64_t)sb.st_size) {
+        st_fail(err, "%s: truncated: the header promises %llu bytes of %s data, more than "
+                "a gzip file of %lld bytes can hold", path, (unsigned long long)total, kind,
+                (long long)sb.st_size);
         goto out;
     }
 

@@ -16,6 +16,7 @@
 #include <math.h>
 #include <matio.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 /* Last error matio logged, quoted in our messages instead of being printed. */
 static char mat_log_msg[256];
@@ -40,15 +41,49 @@ static const char *mat_class_name(enum matio_classes c)
     }
 }
 
-/* Read variable `name`; refuse anything but a real, full numeric array. */
-static matvar_t *read_numeric(mat_t *mat, const char *path, const char *name, char *err)
+/* deflate (MAT v5 and v7.3 compression) expands data at most 1032:1 and an
+ * element takes at least one byte, so a file of S bytes holds at most
+ * MAT_MAX_EXPANSION * S elements: a header that declares more is corrupt. */
+#define MAT_MAX_EXPANSION 1032
+
+/* 0 when v (read or only its header, from Mat_VarReadInfo) is a real, full,
+ * two-dimensional numeric array whose element count a file of file_bytes
+ * can hold; else -1 with err. */
+static int check_numeric(const matvar_t *v, const char *path, const char *name,
+                         int64_t file_bytes, char *err)
+{
+    if (v->class_type == MAT_C_SPARSE)
+        return st_fail(err, "%s: %s is a sparse matrix; save it as a full matrix", path,
+                       name);
+    if (v->class_type < MAT_C_DOUBLE || v->class_type > MAT_C_UINT64)
+        return st_fail(err, "%s: %s has MATLAB class %s, expected a numeric array", path,
+                       name, mat_class_name(v->class_type));
+    if (v->isComplex)
+        return st_fail(err, "%s: %s is complex, expected real values", path, name);
+    if (v->rank != 2 || !v->dims)
+        return st_fail(err, "%s: %s has %d dimensions, expected 2", path, name, v->rank);
+    uint64_t cap = (uint64_t)file_bytes * MAT_MAX_EXPANSION;
+    if (v->dims[0] > 0 && v->dims[1] > cap / v->dims[0])
+        return st_fail(err, "%s: %s declares %zux%zu elements, more than a file of %lld "
+                       "bytes can hold (corrupt or truncated file)", path, name,
+                       v->dims[0], v->dims[1], (long long)file_bytes);
+    return 0;
+}
+
+/* Read variable `name`; refuse anything but a real, full numeric array. Its
+ * header is checked before Mat_VarRead allocates the memory it declares. */
+static matvar_t *read_numeric(mat_t *mat, const char *path, int64_t file_bytes,
+                              const char *name, char *err)
 {
     matvar_t *info = Mat_VarReadInfo(mat, name);
     if (!info) {
         st_fail(err, "%s: no variable %s", path, name);
         return NULL;
     }
+    int bad = check_numeric(info, path, name, file_bytes, err);
     Mat_VarFree(info);
+    if (bad)
+        return NULL;
     mat_log_msg[0] = '\0';
     matvar_t *v = Mat_VarRead(mat, name);
     if (!v) {
@@ -56,16 +91,7 @@ static matvar_t *read_numeric(mat_t *mat, const char *path, const char *name, ch
                 mat_log_msg[0] ? mat_log_msg : "corrupt or truncated file");
         return NULL;
     }
-    if (v->class_type == MAT_C_SPARSE)
-        st_fail(err, "%s: %s is a sparse matrix; save it as a full matrix", path, name);
-    else if (v->class_type < MAT_C_DOUBLE || v->class_type > MAT_C_UINT64)
-        st_fail(err, "%s: %s has MATLAB class %s, expected a numeric array", path, name,
-                mat_class_name(v->class_type));
-    else if (v->isComplex)
-        st_fail(err, "%s: %s is complex, expected real values", path, name);
-    else if (v->rank != 2)
-        st_fail(err, "%s: %s has %d dimensions, expected 2", path, name, v->rank);
-    else
+    if (!check_numeric(v, path, name, file_bytes, err))
         return v;
     Mat_VarFree(v);
     return NULL;
@@ -114,11 +140,15 @@ int mat_read_xy(const char *path, double **x, int64_t *n, int64_t *d, int64_t **
 
     if (dataset_check_input(path, err))
         return -1;
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return st_fail(err, "%s: cannot open: %s", path, strerror(errno));
     mat_t *mat = Mat_Open(path, MAT_ACC_RDONLY);
     if (!mat)
         return st_fail(err, "%s: not a MATLAB MAT file (v4, v5 or v7.3)", path);
 
-    if (!(vx = read_numeric(mat, path, "X", err)) || !(vy = read_numeric(mat, path, "Y", err)))
+    if (!(vx = read_numeric(mat, path, (int64_t)sb.st_size, "X", err)) ||
+        !(vy = read_numeric(mat, path, (int64_t)sb.st_size, "Y", err)))
         goto out;
     size_t rows = vx->dims[0], cols = vx->dims[1];
     if (rows < 1 || cols < 1) {

@@ -24,6 +24,9 @@ static void usage(FILE *f)
             "  prepare fmnist  convert Fashion-MNIST IDX files to the HDF5 data format\n"
             "  prepare mat     convert a scikit-feature MATLAB file (stratified split)\n"
             "  train           train a motif-sparse MLP with SET, writing results/runs/<name>/\n"
+            "  eval            accuracy, per-class accuracy and confusion matrix of a model\n"
+            "  predict         class and probability per sample, as CSV\n"
+            "  features        input features ranked by their outgoing connections\n"
             "  score           the paper's comprehensive score S of runs against a baseline\n"
             "\n"
             "settrain COMMAND --help describes each command's options and defaults.\n"
@@ -48,6 +51,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "prepare"))
         return cmd_prepare(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval") || !strcmp(cmd, "predict") || !strcmp(cmd, "features"))
+        return cmd_model(argc - 1, argv + 1);
     if (!strcmp(cmd, "score"))
         return cmd_score(argc - 1, argv + 1);
     if (!strcmp(cmd, "train"))

@@ -32,7 +32,7 @@ void config_defaults(st_config *c)
 enum {
     OPT_DATA = 256, OPT_HIDDEN, OPT_MOTIF, OPT_EPSILON, OPT_ZETA, OPT_EPOCHS, OPT_BATCH,
     OPT_LR, OPT_MOMENTUM, OPT_WD, OPT_DROPOUT, OPT_ACT, OPT_SEED, OPT_LIMIT, OPT_BACKEND,
-    OPT_THREADS, OPT_OUT, OPT_NOSTD, OPT_QUIET, OPT_HELP
+    OPT_THREADS, OPT_OUT, OPT_NOSTD, OPT_QUIET, OPT_CKPT, OPT_RESUME, OPT_HELP
 };
 
 typedef struct {
@@ -64,6 +64,9 @@ static const opt_doc opts[] = {
     {"out", 1, OPT_OUT, "DIR", "results/runs/<data>_m<M>_s<S>_<time>", "run folder (must not hold a run already)"},
     {"no-standardize", 0, OPT_NOSTD, NULL, NULL, "do not standardise features with training-set statistics"},
     {"quiet", 0, OPT_QUIET, NULL, NULL, "print only the settings and the final summary"},
+    {"checkpoint-every", 1, OPT_CKPT, "N", "0: at the end and on a signal only", "also write checkpoint.h5 after every N epochs"},
+    {"resume", 1, OPT_RESUME, "DIR", NULL, "continue the run in DIR from its checkpoint.h5 (its settings; "
+                                           "only --threads, --backend, --quiet, --checkpoint-every may be given)"},
     {"help", 0, OPT_HELP, NULL, NULL, "show this help"},
 };
 #define N_OPTS ((int)(sizeof opts / sizeof opts[0]))
@@ -72,7 +75,9 @@ static void train_usage(FILE *f)
 {
     fprintf(f, "usage: settrain train --data FILE.h5 [OPTIONS]\n\n"
                "Trains a motif-sparse MLP (input - hidden... - classes) with SET on the data\n"
-               "file and writes metrics.csv (one row per epoch) and run.json to the run folder.\n\n"
+               "file and writes metrics.csv (one row per epoch), run.json and checkpoint.h5 to\n"
+               "the run folder. SIGTERM, SIGINT or SIGUSR1 finish the current batch, write the\n"
+               "checkpoint and exit with status 3; `settrain train --resume DIR` continues.\n\n"
                "options:\n");
     for (int i = 0; i < N_OPTS; i++) {
         char left[64];
@@ -125,11 +130,15 @@ static int parse_train_args(int argc, char **argv, st_config *c)
     int ch;
     long iv;
     double dv;
+    const char *defining = NULL; /* an option that defines the run (not allowed with --resume) */
     while ((ch = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
         const char *name = NULL;
         for (int i = 0; i < N_OPTS; i++)
             if (opts[i].id == ch)
                 name = opts[i].name;
+        if (ch != OPT_THREADS && ch != OPT_BACKEND && ch != OPT_QUIET && ch != OPT_CKPT &&
+            ch != OPT_RESUME && ch != OPT_HELP && ch != 'h' && ch != ':' && ch != '?' && name)
+            defining = name;
         switch (ch) {
         case OPT_DATA:
             if (strlen(optarg) >= sizeof c->data) return bad_value(name, optarg, "path too long");
@@ -206,6 +215,14 @@ static int parse_train_args(int argc, char **argv, st_config *c)
             strcpy(c->out, optarg);
             break;
         case OPT_NOSTD: c->standardize = 0; break;
+        case OPT_CKPT:
+            if (st_parse_int(optarg, 1, 1000000, &iv)) return bad_value(name, optarg, "expected an integer >= 1");
+            c->checkpoint_every = (int)iv;
+            break;
+        case OPT_RESUME:
+            if (strlen(optarg) >= sizeof c->resume - 64) return bad_value(name, optarg, "path too long");
+            strcpy(c->resume, optarg);
+            break;
         case OPT_QUIET: c->quiet = 1; break;
         case 'h':
         case OPT_HELP: train_usage(stdout); return 1;
@@ -224,7 +241,12 @@ static int parse_train_args(int argc, char **argv, st_config *c)
                 argv[optind]);
         return -1;
     }
-    if (!c->data[0]) {
+    if (c->resume[0] && defining) {
+        fprintf(stderr, "settrain: error: --%s cannot be combined with --resume: a resumed run keeps "
+                        "the settings in its checkpoint\n", defining);
+        return -1;
+    }
+    if (!c->data[0] && !c->resume[0]) {
         fprintf(stderr, "settrain: error: --data FILE.h5 is required (see settrain train --help)\n");
         return -1;
     }
