@@ -90,4 +90,55 @@ ST_HD uint64_t st_below(uint32_t a, uint32_t b, uint64_t n)
 #endif
 }
 
+#if !defined(__CUDACC__)
+/* Eight independent Philox4x32-10 blocks at once (host only): c[w][j] is
+ * counter word w of block j on entry and output word w on return. With AVX2
+ * the lanes run in vector registers; otherwise lane by lane. */
+#ifdef __AVX2__
+#include <immintrin.h>
+/* hi and lo words of the 32x32-bit products a * m, lane-wise */
+static inline void st_mulhilo32x8(__m256i a, __m256i m, __m256i *hi, __m256i *lo)
+{
+    __m256i pe = _mm256_mul_epu32(a, m);                        /* lanes 0,2,4,6 */
+    __m256i po = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m); /* lanes 1,3,5,7 */
+    *hi = _mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA);
+    *lo = _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
+}
+#endif
+
+static inline void st_philox4x32_10_x8(uint32_t c[4][8], uint32_t k0, uint32_t k1)
+{
+#ifdef __AVX2__
+    __m256i x0 = _mm256_loadu_si256((const __m256i *)c[0]);
+    __m256i x1 = _mm256_loadu_si256((const __m256i *)c[1]);
+    __m256i x2 = _mm256_loadu_si256((const __m256i *)c[2]);
+    __m256i x3 = _mm256_loadu_si256((const __m256i *)c[3]);
+    const __m256i m0 = _mm256_set1_epi32((int)0xD2511F53u);
+    const __m256i m1 = _mm256_set1_epi32((int)0xCD9E8D57u);
+    for (int r = 0; r < 10; r++) {
+        __m256i hi0, lo0, hi1, lo1;
+        st_mulhilo32x8(x0, m0, &hi0, &lo0);
+        st_mulhilo32x8(x2, m1, &hi1, &lo1);
+        x0 = _mm256_xor_si256(_mm256_xor_si256(hi1, x1), _mm256_set1_epi32((int)k0));
+        x2 = _mm256_xor_si256(_mm256_xor_si256(hi0, x3), _mm256_set1_epi32((int)k1));
+        x1 = lo1;
+        x3 = lo0;
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    _mm256_storeu_si256((__m256i *)c[0], x0);
+    _mm256_storeu_si256((__m256i *)c[1], x1);
+    _mm256_storeu_si256((__m256i *)c[2], x2);
+    _mm256_storeu_si256((__m256i *)c[3], x3);
+#else
+    for (int j = 0; j < 8; j++) {
+        st_u32x4 in = {{c[0][j], c[1][j], c[2][j], c[3][j]}};
+        st_u32x4 out = st_philox4x32_10(in, k0, k1);
+        for (int w = 0; w < 4; w++)
+            c[w][j] = out.v[w];
+    }
+#endif
+}
+#endif
+
 #endif

@@ -313,6 +313,58 @@ void cpu_layer_update(st_layer *L, const float *gw, const float *gb, float lr, f
     }
 }
 
+#ifdef __AVX2__
+/* In-place transpose of an 8 x 8 float matrix held as 8 row vectors. */
+static inline void transpose8x8(__m256 r[8])
+{
+    __m256 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+        r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
+}
+#endif
+
+/* Mask values of nj <= 8 groups of 8 columns from the Philox outputs u
+ * (u[w][j]: word w of group j): column l of group j takes the 16-bit half
+ * l % 2 (low first) of word l / 2 and is kept when it is >= thresh. */
+static inline void dropout_groups(uint32_t u[4][8], uint32_t thresh, float keep, float *m,
+                                  int nj)
+{
+#ifdef __AVX2__
+    /* lane j holds group j: compare all 64 halves, then transpose to rows */
+    __m256 v[8];
+    const __m256i t = _mm256_set1_epi32((int)thresh - 1);
+    const __m256 kv = _mm256_set1_ps(keep);
+    for (int w = 0; w < 4; w++) {
+        __m256i x = _mm256_loadu_si256((const __m256i *)u[w]);
+        __m256i lo = _mm256_and_si256(x, _mm256_set1_epi32(0xFFFF));
+        __m256i hi = _mm256_srli_epi32(x, 16);
+        v[2 * w] = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(lo, t)), kv);
+        v[2 * w + 1] = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(hi, t)), kv);
+    }
+    transpose8x8(v);
+    for (int j = 0; j < nj; j++)
+        _mm256_storeu_ps(m + j * 8, v[j]);
+#else
+    for (int j = 0; j < nj; j++)
+        for (int l = 0; l < 8; l++) {
+            uint32_t h = (u[l >> 1][j] >> ((l & 1) * 16)) & 0xFFFFu;
+            m[j * 8 + l] = (float)(h >= thresh) * keep; /* branch-free: drops are random */
+        }
+#endif
+}
+
 void cpu_dropout_mask(uint64_t seed, int hidden, int epoch, int batch_index, float rate,
                       float *mask, int64_t n, int B, int ld)
 {
@@ -321,16 +373,17 @@ void cpu_dropout_mask(uint64_t seed, int hidden, int epoch, int batch_index, flo
 #pragma omp parallel for schedule(static)
     for (int64_t o = 0; o < n; o++) {
         float *m = mask + o * ld;
-        for (int g = 0; g < ld / 8; g++) {
-            st_u32x4 u = st_rand(seed, ST_STREAM_DROPOUT, (uint32_t)hidden, (uint32_t)o,
-                                 ((uint32_t)batch_index << 9) | (uint32_t)g, (uint32_t)epoch);
-            uint32_t h[8];
-            for (int w = 0; w < 4; w++) {
-                h[2 * w] = u.v[w] & 0xFFFFu;
-                h[2 * w + 1] = u.v[w] >> 16;
+        const int groups = ld / 8;
+        for (int g0 = 0; g0 < groups; g0 += 8) {
+            uint32_t u[4][8];
+            for (int j = 0; j < 8; j++) {
+                u[0][j] = (uint32_t)o;
+                u[1][j] = ((uint32_t)batch_index << 9) | (uint32_t)(g0 + j);
+                u[2][j] = (uint32_t)epoch;
+                u[3][j] = ((uint32_t)ST_STREAM_DROPOUT << 24) | ((uint32_t)hidden & 0xFFFFFFu);
             }
-            for (int j = 0; j < 8; j++)
-                m[g * 8 + j] = h[j] >= thresh ? keep : 0.0f;
+            st_philox4x32_10_x8(u, (uint32_t)seed, (uint32_t)(seed >> 32));
+            dropout_groups(u, thresh, keep, m + g0 * 8, groups - g0 < 8 ? groups - g0 : 8);
         }
         for (int b = B; b < ld; b++)
             m[b] = 0.0f;
