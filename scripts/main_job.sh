@@ -10,6 +10,11 @@ set -eu
 cd "$(dirname "$0")/.."
 EPOCHS=${EPOCHS:-20}
 sh scripts/install_deps.sh
-make
+# The GPU backend is only worth its compile time where a GPU is present.
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    make
+else
+    make NVCC=
+fi
 [ -f data/fmnist.h5 ] || build/settrain prepare fmnist --out data/fmnist.h5
 build/settrain train --data data/fmnist.h5 --epochs "$EPOCHS" "$@"
