@@ -51,8 +51,19 @@ LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcusparse -lcub
 LIB_OBJ   += $(CU_OBJ)
 endif
 
+# Objects are rebuilt when the build configuration changes (say `make` after
+# `make NVCC=`), and the two that print the git commit when it changes.
+CONFIG_STAMP := $(BUILD)/obj/.config
+CONFIG_TEXT  := $(CC) $(filter-out -DST_GIT_COMMIT=%,$(CFLAGS)) cuda=$(HAVE_CUDA) $(NVCCFLAGS)
+COMMIT_STAMP := $(BUILD)/obj/.commit
+$(shell mkdir -p $(BUILD)/obj; \
+    echo '$(CONFIG_TEXT)' | cmp -s - $(CONFIG_STAMP) || echo '$(CONFIG_TEXT)' > $(CONFIG_STAMP); \
+    echo '$(GIT_COMMIT)' | cmp -s - $(COMMIT_STAMP) || echo '$(GIT_COMMIT)' > $(COMMIT_STAMP))
+
 .PHONY: all test clean deps-report
 all: deps-report $(BUILD)/settrain
+
+$(BUILD)/obj/main.o $(BUILD)/obj/train.o: $(COMMIT_STAMP)
 
 deps-report:
 	@if [ -n "$(HDF5_LIBS)" ] && printf '#include <hdf5.h>\n' | $(CC) $(HDF5_CFLAGS) -E -x c - >/dev/null 2>&1; then echo "✓ HDF5"; else echo "✗ HDF5 (apt-get install libhdf5-dev)"; fi
@@ -62,10 +73,10 @@ deps-report:
 $(BUILD)/settrain: $(OBJ) $(if $(HAVE_CUDA),$(CU_OBJ))
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/obj/%.o: src/%.c $(wildcard include/*.h) | $(BUILD)/obj
+$(BUILD)/obj/%.o: src/%.c $(wildcard include/*.h) $(CONFIG_STAMP) | $(BUILD)/obj
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/obj/cu_%.o: kernels/%.cu $(wildcard include/*.h) | $(BUILD)/obj
+$(BUILD)/obj/cu_%.o: kernels/%.cu $(wildcard include/*.h) $(CONFIG_STAMP) | $(BUILD)/obj
 	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
 
 $(BUILD)/tests/%: tests/%.c tests/harness.h $(LIB_OBJ) | $(BUILD)/tests
