@@ -55,10 +55,11 @@ int h5u_write_int_attr(hid_t loc, const char *path, const char *name, int32_t v,
 int h5u_write_str_attr(hid_t loc, const char *path, const char *name, const char *v,
                        char *err);
 
-/* Write a new HDF5 file at path atomically: create a temporary file in the
- * same directory, call write(file, path, ctx, err), close it, fsync it when
- * durable is set, rename it over path and fsync the directory. On failure
- * the temporary file is removed and path is untouched. */
+/* Write a new HDF5 file at path atomically: write(file, path, ctx, err)
+ * builds it in memory, then its image goes to a temporary file in the same
+ * directory (fsync'ed when durable is set), which is renamed over path (and
+ * the directory fsync'ed). On any failure (a full disk, an unwritable
+ * folder) the temporary file is removed and path is untouched. */
 typedef int (*h5u_writer)(hid_t file, const char *path, const void *ctx, char *err);
 int h5u_save_atomic(const char *path, h5u_writer write, const void *ctx, int durable,
                     char *err);

@@ -239,49 +239,78 @@ fail:
 }
 
 
+/* Build the file in memory (HDF5 core driver, no backing store) and return
+ * its image (*buf, *n; caller frees), so that every disk write is ours to
+ * check: HDF5 never holds a half-written file on disk. */
+static int build_image(const char *path, h5u_writer write, const void *ctx, void **buf,
+                       size_t *n, char *err)
+{
+    hid_t fapl = -1, file = -1;
+    int rc = -1;
+    *buf = NULL;
+    H5_TRY(fapl = H5Pcreate(H5P_FILE_ACCESS));
+    H5_TRY(H5Pset_fapl_core(fapl, 1 << 20, 0));
+    H5_TRY(file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl));
+    if (write(file, path, ctx, err))
+        goto fail;
+    H5_TRY(H5Fflush(file, H5F_SCOPE_LOCAL));
+    ssize_t size;
+    H5_TRY(size = H5Fget_file_image(file, NULL, 0));
+    *buf = st_malloc((size_t)size, "file image");
+    H5_TRY(H5Fget_file_image(file, *buf, (size_t)size));
+    *n = (size_t)size;
+    rc = 0;
+fail:
+    if (file >= 0) H5Fclose(file);
+    if (fapl >= 0) H5Pclose(fapl);
+    if (rc) {
+        free(*buf);
+        *buf = NULL;
+    }
+    return rc;
+}
+
 int h5u_save_atomic(const char *path, h5u_writer write, const void *ctx, int durable,
                     char *err)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t file = -1;
+    void *image;
+    size_t n;
+    if (build_image(path, write, ctx, &image, &n, err))
+        return -1;
     size_t len = strlen(path);
     char *tmp = st_malloc(len + 16, "temporary file name");
     snprintf(tmp, len + 16, "%s.tmp.XXXXXX", path);
     int fd = mkstemp(tmp);
     if (fd < 0) {
-        st_fail(err, "%s: cannot create temporary file %s: %s", path, tmp, strerror(errno));
+        st_fail(err, "%s: cannot create a temporary file beside it: %s", path, strerror(errno));
         free(tmp);
+        free(image);
         return -1;
     }
     /* mkstemp creates mode 0600; give the file the usual umask-based mode. */
     mode_t um = umask(0);
     umask(um);
-    if (fchmod(fd, 0666 & ~um) != 0) {
-        st_fail(err, "%s: cannot set the mode of %s: %s", path, tmp, strerror(errno));
-        close(fd);
-        goto fail;
+    int bad = fchmod(fd, 0666 & ~um) != 0;
+    for (size_t done = 0; !bad && done < n;) {
+        ssize_t w = pwrite(fd, (const char *)image + done, n - done, (off_t)done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        bad = w <= 0;
+        done += bad ? 0 : (size_t)w;
     }
-    close(fd);
-    H5_TRY(file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
-    if (write(file, path, ctx, err))
-        goto fail;
-    hid_t f = file; /* the fail path must not close it a second time */
-    file = -1;
-    H5_TRY(H5Fclose(f));
-    if (durable) {
-        int tfd = open(tmp, O_RDONLY);
-        if (tfd < 0 || fsync(tfd) != 0) {
-            st_fail(err, "%s: cannot flush %s to disk: %s", path, tmp, strerror(errno));
-            if (tfd >= 0)
-                close(tfd);
-            goto fail;
-        }
-        close(tfd);
+    bad = bad || (durable && fsync(fd) != 0);
+    int saved = errno;
+    bad = (close(fd) != 0) || bad;
+    free(image);
+    if (bad || rename(tmp, path) != 0) {
+        st_fail(err, "%s: cannot write (%zu bytes): %s; the previous file is unchanged", path,
+                n, strerror(bad ? saved : errno));
+        unlink(tmp);
+        free(tmp);
+        return -1;
     }
-    if (rename(tmp, path) != 0) {
-        st_fail(err, "%s: cannot rename %s to it: %s", path, tmp, strerror(errno));
-        goto fail;
-    }
+    free(tmp);
     if (durable) {
         char *dcopy = st_malloc(len + 1, "directory name");
         memcpy(dcopy, path, len + 1);
@@ -292,12 +321,5 @@ int h5u_save_atomic(const char *path, h5u_writer write, const void *ctx, int dur
         }
         free(dcopy);
     }
-    free(tmp);
     return 0;
-fail:
-    if (file >= 0)
-        H5Fclose(file);
-    unlink(tmp);
-    free(tmp);
-    return -1;
 }

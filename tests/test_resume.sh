@@ -20,7 +20,7 @@ pass=0; fail=0
 ok() { pass=$((pass + 1)); echo "  ok   $1"; }
 bad() { fail=$((fail + 1)); echo "  FAIL $1"; }
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_resume.XXXXXX") || { echo "test_resume: 0 passed, 1 failed"; exit 1; }
-trap 'rm -rf "$tmp"' EXIT
+trap 'umount "$tmp/full" 2>/dev/null; rm -rf "$tmp"' EXIT
 shared=${ST_SHARED_DATA:-../shared/data}
 if [ ! -f "$shared/lung_small.mat" ]; then
     echo "  SKIP: $shared/lung_small.mat absent"
@@ -108,6 +108,24 @@ rows=$(tail -n +2 "$tmp/pred.csv" | wc -l)
 [ "$rows" -eq 24 ] && head -n 1 "$tmp/pred.csv" | grep -q '^row,class,label,probability$' && ok "predict wrote 24 rows" || bad "predict wrote $rows rows"
 "$BIN" features --model "$tmp/ref/checkpoint.h5" --top 5 >"$tmp/feat.csv" 2>&1
 [ "$(wc -l <"$tmp/feat.csv")" -eq 6 ] && ok "features --top 5" || bad "features: $(head -3 "$tmp/feat.csv")"
+
+# A full disk: a tmpfs with room for one checkpoint but not for the next.
+# (Needs mount, i.e. root; skipped visibly otherwise.)
+mkdir -p "$tmp/full"
+if mount -t tmpfs -o size=700k tmpfs "$tmp/full" 2>/dev/null; then
+    "$BIN" train --data "$tmp/d.h5" --hidden 512,512 --epochs 30 --batch 8 --threads 2 --quiet \
+        --checkpoint-every 1 --out "$tmp/full/run" >/dev/null 2>"$tmp/err"; rc=$?
+    if [ "$rc" -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q 'No space left on device' "$tmp/err" &&
+       "$BIN" features --model "$tmp/full/run/checkpoint.h5" --top 1 >/dev/null 2>&1 &&
+       ! ls "$tmp/full/run" | grep -q tmp; then
+        ok "disk full: one-line error, exit 1, previous checkpoint intact, no temporary left"
+    else
+        bad "disk full: exit $rc: $(cat "$tmp/err")"
+    fi
+    umount "$tmp/full"
+else
+    echo "  SKIP disk-full case: cannot mount a tmpfs here"
+fi
 
 # Refusals.
 "$BIN" train --resume "$tmp/ref" --lr 0.5 >/dev/null 2>"$tmp/err"; rc=$?
