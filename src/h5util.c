@@ -283,7 +283,7 @@ int h5u_save_atomic(const char *path, h5u_writer write, const void *ctx, int dur
     snprintf(tmp, len + 16, "%s.tmp.XXXXXX", path);
     int fd = mkstemp(tmp);
     if (fd < 0) {
-        st_fail(err, "%s: cannot create a temporary file beside it: %s", path, strerror(errno));
+        st_fail(err, "%s: cannot create temporary file beside it: %s", path, strerror(errno));
         free(tmp);
         free(image);
         return -1;
