@@ -120,30 +120,48 @@ static void gather_axpy(float *restrict out, float init, const gather_list *g, i
     }
 }
 
-/* Dense rows: out = init + sum_{i<n} w[i * wstride] x[i * ld]. */
-static void dense_axpy(float *restrict out, float init, const float *w, int64_t wstride,
-                       const float *x, int64_t n, int ld)
+/* Dense block: rows r0 .. r0 + nr - 1 (nr <= 4) of out (ld stride) =
+ * init[r] + sum_{i<n} w[r * rs + i * is] x[i * ld + b] (init NULL: 0). Four
+ * rows share each load of x; 16 batch columns (two vectors per row) stay in
+ * registers across the sum. */
+static void dense_block4(float *out, const float *init, int64_t r0, int nr, const float *w,
+                         int64_t rs, int64_t is, const float *x, int64_t n, int ld)
 {
-    for (int b0 = 0; b0 < ld; b0 += 8) {
-        v8 a0 = (v8){0} + init, a1 = {0};
-        int64_t i = 0;
-        for (; i + 2 <= n; i += 2) {
-            a0 += w[i * wstride] * ld8(x + i * ld + b0);
-            a1 += w[(i + 1) * wstride] * ld8(x + (i + 1) * ld + b0);
+    const float *wr[4];
+    for (int r = 0; r < 4; r++) /* rows past nr repeat the last one; never stored */
+        wr[r] = w + (r0 + (r < nr ? r : nr - 1)) * rs;
+    for (int b0 = 0; b0 < ld; b0 += 16) {
+        const int two = b0 + 16 <= ld; /* ld is a multiple of 8 */
+        v8 acc[4][2];
+        for (int r = 0; r < 4; r++) {
+            float v = init ? init[r0 + (r < nr ? r : nr - 1)] : 0.0f;
+            acc[r][0] = (v8){0} + v;
+            acc[r][1] = acc[r][0];
         }
-        for (; i < n; i++)
-            a0 += w[i * wstride] * ld8(x + i * ld + b0);
-        st8(out + b0, a0 + a1);
+        for (int64_t i = 0; i < n; i++) {
+            const float *xi = x + i * ld + b0;
+            v8 x0 = ld8(xi), x1 = two ? ld8(xi + 8) : x0;
+            for (int r = 0; r < 4; r++) {
+                const float wv = wr[r][i * is];
+                acc[r][0] += wv * x0;
+                acc[r][1] += wv * x1;
+            }
+        }
+        for (int r = 0; r < nr; r++) {
+            st8(out + (r0 + r) * ld + b0, acc[r][0]);
+            if (two)
+                st8(out + (r0 + r) * ld + b0 + 8, acc[r][1]);
+        }
     }
 }
 
 void cpu_layer_forward(const st_layer *L, const float *a, float *z, int ld)
 {
-    if (L->dense) {
-#pragma omp parallel for schedule(static)
-        for (int32_t o = 0; o < L->n_out; o++)
-            dense_axpy(z + (int64_t)o * ld, L->bias[o], L->w + (int64_t)o * L->n_in, 1, a,
-                       L->n_in, ld);
+    if (L->dense) { /* Z (O, ld) = W^T (O, I) A (I, ld), four output rows at a time */
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int32_t o = 0; o < L->n_out; o += 4)
+            dense_block4(z, L->bias, o, L->n_out - o < 4 ? L->n_out - o : 4, L->w, L->n_in, 1,
+                         a, L->n_in, ld);
         return;
     }
     const int bi = L->bi, bo = L->bo, bs = bi * bo;
@@ -265,13 +283,16 @@ void cpu_layer_backward_delta(const st_layer *L, const float *delta_out, const f
                               const float *mask_in, st_activation act, int hidden_in,
                               float *delta_in, int ld)
 {
-    if (L->dense) {
-#pragma omp parallel for schedule(static)
-        for (int32_t i = 0; i < L->n_in; i++) {
-            float *di = delta_in + (int64_t)i * ld;
-            dense_axpy(di, 0.0f, L->w + i, L->n_in, delta_out, L->n_out, ld);
-            scale_by_grad(di, z_in + (int64_t)i * ld, mask_in ? mask_in + (int64_t)i * ld : NULL,
-                          act, hidden_in, ld);
+    if (L->dense) { /* delta_in (I, ld) = W (I, O) delta_out (O, ld), four input rows at a time */
+#pragma omp parallel for schedule(dynamic, 16)
+        for (int32_t i0 = 0; i0 < L->n_in; i0 += 4) {
+            const int nr = L->n_in - i0 < 4 ? L->n_in - i0 : 4;
+            dense_block4(delta_in, NULL, i0, nr, L->w, 1, L->n_in, delta_out, L->n_out, ld);
+            for (int r = 0; r < nr; r++) {
+                int64_t i = (int64_t)i0 + r;
+                scale_by_grad(delta_in + i * ld, z_in + i * ld,
+                              mask_in ? mask_in + i * ld : NULL, act, hidden_in, ld);
+            }
         }
         return;
     }
@@ -303,19 +324,25 @@ void cpu_layer_grad(const st_layer *L, const float *a_in, const float *delta_out
         gb[o] = s;
     }
     if (L->dense) {
-#pragma omp parallel for schedule(static)
-        for (int32_t o = 0; o < L->n_out; o++) {
-            const float *d = delta_out + (int64_t)o * ld;
-            float *g = gw + (int64_t)o * L->n_in;
-            int32_t i = 0;
-            for (; i + 8 <= L->n_in; i += 8) {
-                const float *rows[8];
-                for (int j = 0; j < 8; j++)
-                    rows[j] = a_in + (int64_t)(i + j) * ld;
-                dots8(d, rows, ld, g + i);
+        /* G (O, I) = delta (O, ld) A^T: eight output rows share each load of an
+         * input row; tasks are (8 outputs) x (1024 inputs) */
+        const int32_t I = L->n_in, O = L->n_out;
+        const int64_t oblocks = (O + 7) / 8, ichunks = ((int64_t)I + 1023) / 1024;
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int64_t task = 0; task < oblocks * ichunks; task++) {
+            const int32_t o0 = (int32_t)(task / ichunks) * 8;
+            const int32_t i0 = (int32_t)(task % ichunks) * 1024;
+            const int32_t i1 = I - i0 < 1024 ? I : i0 + 1024;
+            const int no = O - o0 < 8 ? O - o0 : 8;
+            const float *rows[8];
+            for (int j = 0; j < 8; j++) /* rows past no repeat the last; never stored */
+                rows[j] = delta_out + (int64_t)(o0 + (j < no ? j : no - 1)) * ld;
+            for (int32_t i = i0; i < i1; i++) {
+                float g8[8];
+                dots8(a_in + (int64_t)i * ld, rows, ld, g8);
+                for (int j = 0; j < no; j++)
+                    gw[(int64_t)(o0 + j) * I + i] = g8[j];
             }
-            for (; i < L->n_in; i++)
-                g[i] = dot_row(d, a_in + (int64_t)i * ld, ld);
         }
         return;
     }
