@@ -97,10 +97,13 @@ clean:
 # Builds one libFuzzer binary per data reader with clang (-fsanitize=fuzzer,
 # address,undefined) into FUZZ_BUILD, writes the seed corpora
 # (tests/fuzz/make_seeds.c) and runs each target for FUZZ_SECONDS, one after
-# another, printing executions and crashes; new crash inputs are copied into
+# another (tests/fuzz/run_fuzz.sh), printing executions and findings. A new
+# crash, leak, hang or out-of-memory input in settrain's code is copied into
 # tests/fuzz_regressions/<target>/, which `make test` replays
-# (tests/test_fuzz_replay.c). Needs clang and libclang-rt-14-dev; not part of
-# `make test`. FUZZ_ARGS adds libFuzzer options (e.g. FUZZ_ARGS=-jobs=1).
+# (tests/test_fuzz_replay.c), and fails the run; one inside libhdf5 or matio
+# goes to tests/fuzz_regressions/library/ and is only reported. Needs clang
+# and libclang-rt-14-dev; not part of `make test`. FUZZ_ARGS adds libFuzzer
+# options (e.g. FUZZ_ARGS=-max_len=65536).
 FUZZ_CC      ?= clang
 FUZZ_BUILD   ?= $(BUILD)/fuzz
 FUZZ_SECONDS ?= 60
@@ -158,3 +161,26 @@ sanitize:
 	ASAN_OPTIONS=detect_leaks=1:exitcode=86:protect_shadow_gap=0 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=86 \
 	    $(MAKE) BUILD=$(SAN_BUILD) test
+
+# --- GPU checks (make test-gpu, bench-gpu, gpu-check) --------------------------
+# test-gpu   the GPU tests alone (tests/test_gpu.c; also part of `make test`;
+#            the device tests skip with a message where no GPU is present).
+# bench-gpu  tests/bench_gpu.c: training seconds per epoch on Fashion-MNIST per
+#            motif beside the all-dense cuBLAS network, and the kernel harness;
+#            BENCH_ARGS adds options (e.g. BENCH_ARGS=--short, --help).
+# gpu-check  scripts/gpu_check.sh: build for sm_90 (+PTX), the GPU tests, the
+#            same under compute-sanitizer memcheck and racecheck, a short
+#            benchmark; logs and a summary under ${OUT:-/tmp/gpu_check}.
+BENCH_ARGS ?=
+.PHONY: test-gpu bench-gpu gpu-check
+test-gpu: $(BUILD)/tests/test_gpu
+	$(BUILD)/tests/test_gpu
+
+$(BUILD)/bench_gpu: tests/bench_gpu.c $(LIB_OBJ) | $(BUILD)/tests
+	$(CC) $(CFLAGS) -Itests -o $@ $< $(LIB_OBJ) $(LDLIBS)
+
+bench-gpu: $(BUILD)/settrain $(BUILD)/bench_gpu
+	$(BUILD)/bench_gpu $(BENCH_ARGS)
+
+gpu-check:
+	sh scripts/gpu_check.sh

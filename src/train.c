@@ -413,10 +413,11 @@ int train_run(const st_config *cfg_in)
 #endif
     } else if (cfg.backend == ST_BACKEND_AUTO) {
 #ifdef ST_HAVE_CUDA
-        if (backend_gpu_device_count() > 0)
+        int ndev = backend_gpu_device_count();
+        if (ndev > 0)
             be = backend_gpu_create(&model, &ds, &cfg, err);
         if (!be)
-            printf("settrain: no usable CUDA device; using the CPU backend\n");
+            printf("settrain: %s; using the CPU backend\n", ndev > 0 ? err : "no usable CUDA device");
 #else
         printf("settrain: built without CUDA; using the CPU backend\n");
 #endif
