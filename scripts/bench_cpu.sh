@@ -26,6 +26,10 @@ commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD 2>/dev/null || commit="$commit-dirty"
 cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
 stamp=$(date +%Y%m%d-%H%M%S)
+load=$(cut -d' ' -f1 /proc/loadavg)
+if awk -v l="$load" 'BEGIN { exit !(l > 0.5) }'; then
+    echo "bench: warning: load average $load: other work on this machine slows these numbers" >&2
+fi
 work=$(mktemp -d /tmp/settrain_bench_XXXXXX)
 out=results/bench/cpu-$stamp-$commit.csv
 mkdir -p results/bench
@@ -53,15 +57,17 @@ run() {
     run B 66 85 "$EPOCHS_B" --hidden 3000,3000,3000 --epsilon 13 --batch 40
 } > "$work/table.csv"
 {
-    echo "# settrain CPU benchmark: cpu \"$cpu\", threads $THREADS, commit $commit, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "# settrain CPU benchmark: cpu \"$cpu\", threads $THREADS, commit $commit, $(date -u +%Y-%m-%dT%H:%M:%SZ), load average at start $load"
     cat "$work/table.csv"
 } > "$out"
 rm -rf "$work"
 echo
 echo "CPU: $cpu, threads $THREADS, commit $commit (seconds per epoch, mean of epochs 2..N)"
 printf '%-8s %11s %9s %9s %9s %9s %14s %12s\n' config connections train evolve eval epoch "reference" "speed-up"
-awk -F, 'NR > 1 { ref = ($9 == "") ? "-" : $9 "-" $10; sp = ($11 == "") ? "-" : $12 "-" $11 "x";
-    printf "%-8s %11d %9.4f %9.4f %9.4f %9.4f %14s %12s\n", $1, $4, $5, $6, $7, $8, ref, sp }' "$out" | sed 's/"//g'
-awk -F, 'NR > 1 && $1 == "A" { a = $5 } NR > 1 && $1 == "A-dense" { d = $5 }
-    END { if (a > 0 && d > 0) printf "A sparse vs dense training time: %.1fx faster\n", d / a }' "$out"
+# the quoted options column holds commas: blank it out before splitting
+table=$(grep -v '^#' "$out" | sed 's/"[^"]*"/-/')
+echo "$table" | awk -F, 'NR > 1 { ref = ($9 == "") ? "-" : $9 "-" $10; sp = ($11 == "") ? "-" : $11 "-" $12 "x";
+    printf "%-8s %11d %9.4f %9.4f %9.4f %9.4f %14s %12s\n", $1, $4, $5, $6, $7, $8, ref, sp }'
+echo "$table" | awk -F, '$1 == "A" { a = $5 } $1 == "A-dense" { d = $5 }
+    END { if (a > 0 && d > 0) printf "A: sparse trains %.1fx faster than the same network dense\n", d / a }'
 echo "written: $out"
