@@ -505,7 +505,8 @@ static void write_idx(const char *path, uint32_t magic, int ndims, const uint32_
             hdr[h++] = (uint8_t)(words[w] >> (8 * b));
     uint8_t *buf = st_malloc(h + payload_len + trailing, "idx fixture");
     memcpy(buf, hdr, h);
-    memcpy(buf + h, payload, payload_len);
+    if (payload_len)
+        memcpy(buf + h, payload, payload_len);
     memset(buf + h + payload_len, 0xAB, trailing);
     size_t len = h + payload_len + trailing;
     if (gzip) {
