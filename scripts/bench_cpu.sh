@@ -12,12 +12,12 @@
 # Means are over epochs 2..N (the first is excluded). Writes
 # results/bench/cpu-<date>-<commit>.csv and prints a table.
 # Usage: scripts/bench_cpu.sh [DATA.h5]   (default data/fmnist.h5; made if absent)
-# Environment: EPOCHS_A (default 6), EPOCHS_B (default 3), THREADS (default all cores).
+# Environment: EPOCHS_A (default 11), EPOCHS_B (default 3), THREADS (default all cores).
 set -eu
 cd "$(dirname "$0")/.."
 BIN=${BIN:-build/settrain}
 DATA=${1:-data/fmnist.h5}
-EPOCHS_A=${EPOCHS_A:-6}
+EPOCHS_A=${EPOCHS_A:-11}
 EPOCHS_B=${EPOCHS_B:-3}
 THREADS=${THREADS:-$(nproc)}
 [ -x "$BIN" ] || make
