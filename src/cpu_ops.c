@@ -89,34 +89,51 @@ static inline float glw(const gather_list *g, int64_t k, int c)
     return g->wts[base + g->woff + c * g->winner];
 }
 
+/* One tile of NV vectors (8 NV batch columns from b0): the accumulators stay
+ * in registers across the whole list; the list is read once per tile. */
+#define ST_GATHER_TILE(NV)                                                               \
+    static inline void gather_tile##NV(float *restrict out, float init,                 \
+                                       const gather_list *g, int ld, int b0)            \
+    {                                                                                    \
+        v8 acc[NV];                                                                      \
+        for (int v = 0; v < NV; v++)                                                     \
+            acc[v] = (v8){0} + init;                                                     \
+        for (int64_t k = g->k0; k < g->k1; k++) {                                        \
+            const float *x = g->rows + (int64_t)g->ri[k] * g->rstride + b0;              \
+            for (int c = 0; c < g->inner; c++, x += ld) {                                \
+                const float w = glw(g, k, c);                                            \
+                for (int v = 0; v < NV; v++)                                             \
+                    acc[v] += w * ld8(x + 8 * v);                                        \
+            }                                                                            \
+        }                                                                                \
+        for (int v = 0; v < NV; v++)                                                     \
+            st8(out + b0 + 8 * v, acc[v]);                                               \
+    }
+ST_GATHER_TILE(1)
+ST_GATHER_TILE(2)
+ST_GATHER_TILE(3)
+ST_GATHER_TILE(4)
+ST_GATHER_TILE(5)
+ST_GATHER_TILE(6)
+#undef ST_GATHER_TILE
+
+/* The batch in tiles of at most 6 vectors (48 columns): ld = 40 is one pass
+ * over the list, ld = 128 three. */
 static void gather_axpy(float *restrict out, float init, const gather_list *g, int ld)
 {
-    int b0 = 0;
-    for (; b0 + 32 <= ld; b0 += 32) {
-        v8 a0 = (v8){0} + init, a1 = a0, a2 = a0, a3 = a0;
-        for (int64_t k = g->k0; k < g->k1; k++) {
-            const float *x = g->rows + (int64_t)g->ri[k] * g->rstride + b0;
-            for (int c = 0; c < g->inner; c++, x += ld) {
-                const float w = glw(g, k, c);
-                a0 += w * ld8(x);
-                a1 += w * ld8(x + 8);
-                a2 += w * ld8(x + 16);
-                a3 += w * ld8(x + 24);
-            }
+    for (int b0 = 0; b0 < ld;) {
+        int nv = (ld - b0) / 8;
+        if (nv > 6)
+            nv = 6;
+        switch (nv) {
+        case 1: gather_tile1(out, init, g, ld, b0); break;
+        case 2: gather_tile2(out, init, g, ld, b0); break;
+        case 3: gather_tile3(out, init, g, ld, b0); break;
+        case 4: gather_tile4(out, init, g, ld, b0); break;
+        case 5: gather_tile5(out, init, g, ld, b0); break;
+        default: gather_tile6(out, init, g, ld, b0); break;
         }
-        st8(out + b0, a0);
-        st8(out + b0 + 8, a1);
-        st8(out + b0 + 16, a2);
-        st8(out + b0 + 24, a3);
-    }
-    for (; b0 < ld; b0 += 8) {
-        v8 a0 = (v8){0} + init;
-        for (int64_t k = g->k0; k < g->k1; k++) {
-            const float *x = g->rows + (int64_t)g->ri[k] * g->rstride + b0;
-            for (int c = 0; c < g->inner; c++, x += ld)
-                a0 += glw(g, k, c) * ld8(x);
-        }
-        st8(out + b0, a0);
+        b0 += 8 * nv;
     }
 }
 
