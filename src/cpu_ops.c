@@ -237,10 +237,16 @@ void cpu_activation_forward(st_activation act, int hidden, const float *z, const
                             float *a, int64_t n, int ld)
 {
     int64_t total = n * ld;
-    if (act == ST_ACT_RELU) { /* the common case, kept branch-free */
+    if (act == ST_ACT_RELU && mask) { /* the common cases, kept branch-free */
 #pragma omp parallel for simd schedule(static)
         for (int64_t e = 0; e < total; e++)
-            a[e] = (z[e] > 0.0f ? z[e] : 0.0f) * (mask ? mask[e] : 1.0f);
+            a[e] = (z[e] > 0.0f ? z[e] : 0.0f) * mask[e];
+        return;
+    }
+    if (act == ST_ACT_RELU) {
+#pragma omp parallel for simd schedule(static)
+        for (int64_t e = 0; e < total; e++)
+            a[e] = z[e] > 0.0f ? z[e] : 0.0f;
         return;
     }
 #pragma omp parallel for schedule(static)
