@@ -114,6 +114,8 @@ FUZZ_CFLAGS  := -O1 -g -std=gnu99 -Wall -Wextra -Iinclude -Itests/fuzz $(HDF5_CF
 FUZZ_LIBS    := $(HDF5_LIBS) -lmatio -lz -lm
 # Library sources every target links: the readers and what they call.
 FUZZ_LIB_SRC := src/common.c src/data_h5.c src/data_idx.c src/data_mat.c $(wildcard src/h5util.c)
+# The checkpoint reader and what it calls (it also seeds the corpus).
+FUZZ_CKPT_SRC := src/checkpoint.c src/model.c src/config.c
 fuzz_obj      = $(patsubst src/%.c,$(FUZZ_BUILD)/obj/%.o,$(1))
 FUZZ_NAMES   :=
 
@@ -133,11 +135,12 @@ $(eval $(call FUZZ_TARGET,idx_gz,))
 $(eval $(call FUZZ_TARGET,idx_images,))
 $(eval $(call FUZZ_TARGET,idx_labels,))
 $(eval $(call FUZZ_TARGET,mat,))
+$(eval $(call FUZZ_TARGET,checkpoint,$(FUZZ_CKPT_SRC)))
 
 $(FUZZ_BUILD)/obj/%.o: src/%.c $(wildcard include/*.h) | $(FUZZ_BUILD)/obj
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
-$(FUZZ_BUILD)/make_seeds: tests/fuzz/make_seeds.c $(call fuzz_obj,$(FUZZ_LIB_SRC)) | $(FUZZ_BUILD)/obj
+$(FUZZ_BUILD)/make_seeds: tests/fuzz/make_seeds.c $(call fuzz_obj,$(FUZZ_LIB_SRC) $(FUZZ_CKPT_SRC)) | $(FUZZ_BUILD)/obj
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -o $@ $^ $(FUZZ_LIBS)
 
 $(FUZZ_BUILD)/obj:

@@ -46,6 +46,12 @@ int h5u_read_str_attr(hid_t loc, const char *path, const char *name, char *out, 
 hid_t h5u_open_checked(hid_t file, const char *path, const char *name, int rank,
                        H5T_class_t cls, hsize_t dims[2], char *err);
 
+/* Refuse a dataset of the given shape whose stored bytes cannot hold it
+ * (chunks never written, or more values than any compression could expand
+ * to): a small corrupt file must not make the reader allocate gigabytes. */
+int h5u_check_stored(hid_t dset, const char *path, const char *name, int rank,
+                     const hsize_t *dims, char *err);
+
 int h5u_write_dset(hid_t file, const char *path, const char *name, hid_t ftype, hid_t mtype,
                    int rank, const hsize_t *dims, size_t row_bytes, const void *data,
                    char *err);

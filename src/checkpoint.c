@@ -230,6 +230,10 @@ static void *read_vec(hid_t file, const char *path, const char *name, H5T_class_
         H5Dclose(d);
         return NULL;
     }
+    if (h5u_check_stored(d, path, name, 1, dims, err)) {
+        H5Dclose(d);
+        return NULL;
+    }
     void *buf = st_malloc((size_t)n * elem, name);
     if (n > 0 && H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
         char msg[256];

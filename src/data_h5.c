@@ -97,63 +97,6 @@ fail:
 
 /* Read split "train" or "test": *x (n, d) float32 and *y (n) int32 checked
  * against d and k. Returns 0 or -1 with err. */
-/* deflate (the only filter the writer uses) expands data at most 1032:1;
- * a stored value takes at least one byte before compression. */
-#define H5_MAX_EXPANSION 1032
-
-/* 0 when the file stores every value that dataset `name` (rank 1 or 2,
- * shape dims) declares: all its chunks, or all its contiguous bytes, and no
- * more values than its stored bytes can expand to. HDF5 returns fill values
- * for storage never written, so without this a file of a few KB could
- * declare gigabytes of zeros (and make the reader allocate them); a shape
- * corrupted in the file is caught here too, before memory is allocated.
- * (H5Dget_space_status is no help: 1.10 reports fully written chunked
- * datasets as partly allocated.) */
-static int check_stored(hid_t dset, const char *path, const char *name, int rank,
-                        const hsize_t *dims, char *err)
-{
-    hid_t dcpl = -1, t = -1, space = -1;
-    int rc = -1;
-    hsize_t values = 1, chunks = 1, cdims[2], have;
-    for (int i = 0; i < rank; i++)
-        values *= dims[i];
-    if (values == 0)
-        return 0;
-    hsize_t stored = H5Dget_storage_size(dset);
-    H5_TRY(dcpl = H5Dget_create_plist(dset));
-    H5_TRY(t = H5Dget_type(dset));
-    H5D_layout_t layout = H5Pget_layout(dcpl);
-    if (layout == H5D_CHUNKED) {
-        H5_TRY(H5Pget_chunk(dcpl, rank, cdims));
-        for (int i = 0; i < rank; i++)
-            chunks *= (dims[i] + cdims[i] - 1) / cdims[i];
-        H5_TRY(space = H5Dget_space(dset));
-        H5_TRY(H5Dget_num_chunks(dset, space, &have));
-        if (have != chunks) {
-            st_fail(err, "%s: %s stores %llu of its %llu chunks (never written, or a corrupt "
-                    "file)", path, name, (unsigned long long)have, (unsigned long long)chunks);
-            goto fail;
-        }
-    } else if (layout == H5D_CONTIGUOUS && stored / H5Tget_size(t) < values) {
-        st_fail(err, "%s: %s declares %llu values but stores %llu bytes (never written, or a "
-                "corrupt file)", path, name, (unsigned long long)values,
-                (unsigned long long)stored);
-        goto fail;
-    }
-    if (values / H5_MAX_EXPANSION > stored) {
-        st_fail(err, "%s: %s declares %llu values, more than its %llu stored bytes can hold "
-                "(corrupt file)", path, name, (unsigned long long)values,
-                (unsigned long long)stored);
-        goto fail;
-    }
-    rc = 0;
-fail:
-    if (space >= 0) H5Sclose(space);
-    if (t >= 0) H5Tclose(t);
-    if (dcpl >= 0) H5Pclose(dcpl);
-    return rc;
-}
-
 static int read_split(hid_t file, const char *path, const char *split, int64_t d,
                       int64_t k, float **x, int32_t **y, int64_t *n, char *err)
 {
@@ -182,7 +125,7 @@ static int read_split(hid_t file, const char *path, const char *split, int64_t d
                 (unsigned long long)xd[0], (long long)d);
         goto fail;
     }
-    if (check_stored(dx, path, xname, 2, xd, err) || check_stored(dy, path, yname, 1, yd, err))
+    if (h5u_check_stored(dx, path, xname, 2, xd, err) || h5u_check_stored(dy, path, yname, 1, yd, err))
         goto fail;
     *n = (int64_t)xd[0];
     *x = st_malloc((size_t)*n * (size_t)d * sizeof(float), xname);

@@ -8,6 +8,7 @@
  * Legend: n samples, d features, k classes. */
 #define _GNU_SOURCE
 #include "common.h"
+#include "checkpoint.h"
 #include "dataset.h"
 
 #include <hdf5.h>
@@ -240,6 +241,42 @@ static void seed_mat(void)
     }
 }
 
+/* ------------------------------------------------------------ checkpoint */
+
+/* A trained-shape checkpoint of a small network with motif m. */
+static void seed_checkpoint(const char *name, int motif)
+{
+    st_config cfg;
+    st_model m;
+    st_run_state rs;
+    char err[ST_ERRLEN], dir[600], from[700];
+    const int32_t sizes[4] = {8, 8, 8, 3};
+    config_defaults(&cfg);
+    snprintf(cfg.data, sizeof cfg.data, "data.h5");
+    cfg.n_hidden = 2;
+    cfg.hidden[0] = cfg.hidden[1] = 8;
+    cfg.motif = motif;
+    cfg.epsilon = 2;
+    if (model_init(&m, sizes, 3, motif, cfg.epsilon, 7, err)) {
+        fprintf(stderr, "make_seeds: %s\n", err);
+        exit(1);
+    }
+    m.feat_mean = st_calloc(8, sizeof(float), "mean");
+    m.feat_std = st_calloc(8, sizeof(float), "std");
+    memset(&rs, 0, sizeof rs);
+    rs.epochs_done = 3;
+    rs.best_acc = rs.final_acc = 0.5;
+    snprintf(rs.started, sizeof rs.started, "2026-01-01T00:00:00");
+    snprintf(dir, sizeof dir, "%s/checkpoint", out_dir);
+    if (st_mkdirs(dir, err) || checkpoint_save(dir, &cfg, &m, &rs, err)) {
+        fprintf(stderr, "make_seeds: %s\n", err);
+        exit(1);
+    }
+    snprintf(from, sizeof from, "%s/checkpoint.h5", dir);
+    ST_CHECK_IO(rename(from, seed_path("checkpoint", name)) == 0);
+    model_free(&m);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -253,5 +290,7 @@ int main(int argc, char **argv)
     seed_h5_api("latest-format.h5", 1);
     seed_idx();
     seed_mat();
+    seed_checkpoint("m1.h5", 1);
+    seed_checkpoint("m2.h5", 2);
     return 0;
 }
