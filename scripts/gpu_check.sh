@@ -12,7 +12,8 @@
 #   5. the GPU benchmark, short (bench_gpu --short);
 #   6. an end-to-end run of `settrain train --backend gpu` beside the CPU
 #      backend when a small data file is at hand (data/lung_small.h5,
-#      data/tox171.h5), comparing their metrics.csv.
+#      data/tox171.h5), comparing their metrics.csv; then a GPU run stopped
+#      by SIGUSR1 and resumed, against the same run uninterrupted.
 # Logs go to ${OUT:-/tmp/gpu_check}; the last lines are a summary table.
 # Exit status: 0 when no step failed (skipped steps do not fail).
 # Environment: OUT, GPU_ARCH (sm_90), JOBS (nproc), and per-step time limits
@@ -110,6 +111,31 @@ if [ -n "$data" ]; then
             grep -o '"gpu_name": "[^"]*"' "$OUT/e2e_gpu/run.json" 2>/dev/null
         } >"$OUT/e2e.txt"
         cat "$OUT/e2e.txt"
+    fi
+    # 7. Resume on the GPU: SIGUSR1 after two epochs, exit 3, --resume; the
+    # continued rows must match the uninterrupted run within 1e-3.
+    rm -rf "$OUT/res_ref" "$OUT/res_int"
+    rows() { if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi; }
+    step resume_ref "${T_E2E:-60}" resume_ref.log "$B/settrain" train --data "$data" \
+        --hidden 256,256 --epochs 8 --batch 32 --backend gpu --quiet --out "$OUT/res_ref"
+    "$B/settrain" train --data "$data" --hidden 256,256 --epochs 8 --batch 32 --backend gpu \
+        --quiet --out "$OUT/res_int" >"$OUT/resume_int.log" 2>&1 &
+    pid=$!
+    n=0
+    while [ "$n" -lt 600 ] && [ "$(rows "$OUT/res_int/metrics.csv")" -lt 3 ]; do
+        sleep 0.1; n=$((n + 1))
+    done
+    kill -USR1 "$pid" 2>/dev/null
+    wait "$pid"
+    echo "interrupted run exit status: $? (3 expected)" >>"$OUT/resume_int.log"
+    step resume_gpu "${T_E2E:-60}" resume_gpu.log "$B/settrain" train --resume "$OUT/res_int" --quiet
+    if awk -F, 'NR == FNR { if (FNR > 1) for (c = 2; c <= 5; c++) ref[FNR, c] = $c; next }
+                FNR > 1 { rows++; for (c = 2; c <= 5; c++) { d = $c - ref[FNR, c]; if (d < 0) d = -d; if (d > 1e-3) bad++ } }
+                END { exit !(rows == 8 && bad == 0) }' "$OUT/res_ref/metrics.csv" "$OUT/res_int/metrics.csv" 2>/dev/null; then
+        printf '%-22s %-16s %6s   %s\n' resume_matches ok - "8 rows within 1e-3 of the uninterrupted run" >>"$summary"
+    else
+        printf '%-22s %-16s %6s   %s\n' resume_matches FAIL - "$OUT/res_int/metrics.csv vs $OUT/res_ref/metrics.csv" >>"$summary"
+        failed=$((failed + 1))
     fi
 else
     skip e2e "no data/lung_small.h5 or data/tox171.h5 (carry one)"
