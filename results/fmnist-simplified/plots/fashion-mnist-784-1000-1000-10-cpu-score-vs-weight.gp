@@ -1,0 +1,17 @@
+# made by scripts/report.sh: S = w_R R_r + (1 - w_R)(1 - A_r) against w_R, from settrain score.
+# Run from the report folder: gnuplot plots/fashion-mnist-784-1000-1000-10-cpu-score-vs-weight.gp
+set terminal pngcairo size 900,560 font 'sans,10'
+set output 'plots/fashion-mnist-784-1000-1000-10-cpu-score-vs-weight.png'
+set datafile separator comma
+set datafile columnheaders
+set title 'Comprehensive score S against the weight of efficiency, fashion-mnist 784-1000-1000-10, cpu' noenhanced
+set arrow from 0.1, graph 0 to 0.1, graph 1 nohead dashtype 3
+set label 'the paper: w_R = 0.1' at 0.11, graph 0.04
+set xlabel 'w_R (weight of the time reduction rate; w_A = 1 - w_R)'
+set ylabel 'S'
+set xrange [0:1]
+set key outside right
+set grid
+plot 'plots/fashion-mnist-784-1000-1000-10-cpu-score-vs-weight.csv' using 1:2 with lines linewidth 2 linecolor 1 title 'm = 1' noenhanced, \
+     'plots/fashion-mnist-784-1000-1000-10-cpu-score-vs-weight.csv' using 1:3 with lines linewidth 2 linecolor 2 title 'm = 2' noenhanced, \
+     'plots/fashion-mnist-784-1000-1000-10-cpu-score-vs-weight.csv' using 1:4 with lines linewidth 2 linecolor 3 title 'm = 4' noenhanced
