@@ -18,6 +18,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef ST_HAVE_CUDA
+#include <nvtx3/nvToolsExt.h>
+#endif
+
 #include "backend.h"
 #include "checkpoint.h"
 #include "common.h"
@@ -275,6 +279,23 @@ static double mean_epoch(const st_run_state *rs)
     return rs->epochs_done == 1 ? rs->first_epoch_s : NAN;
 }
 
+/* Write the checkpoint (an NVTX range "checkpoint" on the timeline of a
+ * CUDA build, beside the GPU backend's ranges). */
+static void save_checkpoint(st_backend *be, const char *dir, const st_config *cfg,
+                            const st_model *m, const st_run_state *rs)
+{
+    char err[ST_ERRLEN];
+#ifdef ST_HAVE_CUDA
+    nvtxRangePushA("checkpoint");
+#endif
+    int rc = be->ops->sync_model(be, err) || checkpoint_save(dir, cfg, m, rs, err);
+#ifdef ST_HAVE_CUDA
+    nvtxRangePop();
+#endif
+    if (rc)
+        st_die("%s", err);
+}
+
 /* Remove the temporary files that a run killed while writing left behind
  * (its complete files were never touched: they are replaced by rename). */
 static void remove_stale_temporaries(const char *dir)
@@ -349,6 +370,9 @@ int train_run(const st_config *cfg_in)
     st_run_state rs;
     char dir[4096];
     int resumed = cfg.resume[0] != 0;
+    /* From the start: a stop signal while the data loads ends the run after
+     * its first batch, with a checkpoint, like any other stop. */
+    install_stop_handlers();
 
     /* A resumed run takes its data path and settings from the checkpoint. */
     if (resumed)
@@ -450,8 +474,6 @@ int train_run(const st_config *cfg_in)
     if (resumed)
         printf("resuming %s after epoch %d%s\n", dir, rs.epochs_done,
                rs.next_sample ? " (inside the next epoch)" : "");
-    install_stop_handlers();
-
     int64_t *perm = st_malloc(sizeof(int64_t) * (size_t)n_train, "permutation");
     st_evolve_stats *evs = st_calloc((size_t)model.n_layers, sizeof *evs, "evolution stats");
     const int64_t conn0 = model_connections(&model);
@@ -533,15 +555,13 @@ int train_run(const st_config *cfg_in)
         }
         if (cfg.checkpoint_every && epoch % cfg.checkpoint_every == 0 && epoch < cfg.epochs) {
             rs.wall_s = wall_before + (st_now() - t_start);
-            if (be->ops->sync_model(be, err) || checkpoint_save(dir, &cfg, &model, &rs, err))
-                st_die("%s", err);
+            save_checkpoint(be, dir, &cfg, &model, &rs);
         }
     }
     fclose(csv);
     /* The final model (or the interrupted state) is always checkpointed. */
     rs.wall_s = wall_before + (st_now() - t_start);
-    if (be->ops->sync_model(be, err) || checkpoint_save(dir, &cfg, &model, &rs, err))
-        st_die("%s", err);
+    save_checkpoint(be, dir, &cfg, &model, &rs);
     if (write_run_json(dir, &cfg, &model, &ds, be, &rs, status, mean_epoch(&rs), err))
         st_die("%s", err);
     int code = ST_EXIT_OK;
