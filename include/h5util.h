@@ -37,7 +37,10 @@ extern "C" {
 const char *h5u_message(char *buf);
 const char *h5u_class_name(H5T_class_t c);
 
+/* One integer (or, for h5u_read_num_attr, integer or float) attribute of
+ * the file's root or of a group. */
 int h5u_read_int_attr(hid_t loc, const char *path, const char *name, int64_t *out, char *err);
+int h5u_read_num_attr(hid_t loc, const char *path, const char *name, double *out, char *err);
 /* Returns 0 when read, 1 when absent, -1 with err; out is truncated to cap bytes. */
 int h5u_read_str_attr(hid_t loc, const char *path, const char *name, char *out, size_t cap,
                       char *err);

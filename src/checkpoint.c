@@ -167,31 +167,6 @@ int checkpoint_save(const char *dir, const st_config *cfg, const st_model *m,
 
 /* ------------------------------------------------------------------ load */
 
-/* Read one numeric attribute (integer or float class, one value) as double. */
-static int read_num_attr(hid_t loc, const char *path, const char *name, double *out, char *err)
-{
-    hid_t a = -1, t = -1, s = -1;
-    int rc = -1;
-    htri_t ex;
-    H5_TRY(ex = H5Aexists(loc, name));
-    if (!ex)
-        return st_fail(err, "%s: missing attribute %s", path, name);
-    H5_TRY(a = H5Aopen(loc, name, H5P_DEFAULT));
-    H5_TRY(t = H5Aget_type(a));
-    H5_TRY(s = H5Aget_space(a));
-    H5T_class_t cls = H5Tget_class(t);
-    if ((cls != H5T_FLOAT && cls != H5T_INTEGER) || H5Sget_simple_extent_npoints(s) != 1) {
-        st_fail(err, "%s: attribute %s must be one number", path, name);
-        goto fail;
-    }
-    H5_TRY(H5Aread(a, H5T_NATIVE_DOUBLE, out));
-    rc = 0;
-fail:
-    if (s >= 0) H5Sclose(s);
-    if (t >= 0) H5Tclose(t);
-    if (a >= 0) H5Aclose(a);
-    return rc;
-}
 
 /* An integer attribute within [lo, hi]. */
 static int read_int_in(hid_t loc, const char *path, const char *name, int64_t lo, int64_t hi,
@@ -208,7 +183,7 @@ static int read_int_in(hid_t loc, const char *path, const char *name, int64_t lo
 static int read_dbl_in(hid_t loc, const char *path, const char *name, double lo, double hi,
                        double *out, char *err)
 {
-    if (read_num_attr(loc, path, name, out, err))
+    if (h5u_read_num_attr(loc, path, name, out, err))
         return -1;
     if (!(*out >= lo && *out <= hi))
         return st_fail(err, "%s: attribute %s = %g is outside [%g, %g]", path, name, *out, lo,
@@ -334,14 +309,14 @@ static int read_state(hid_t g, const char *path, const st_config *c, st_run_stat
     if (rs->next_sample % c->batch != 0 || (rs->next_sample > 0 && rs->epochs_done >= c->epochs))
         return st_fail(err, "%s: state/next_sample %lld does not fit the run", path,
                        (long long)rs->next_sample);
-    if (read_num_attr(g, path, "part_loss", &rs->part_loss, err) ||
+    if (h5u_read_num_attr(g, path, "part_loss", &rs->part_loss, err) ||
         read_int_in(g, path, "part_correct", 0, rs->next_sample, &rs->part_correct, err) ||
-        read_num_attr(g, path, "part_t_train", &rs->part_t_train, err) ||
-        read_num_attr(g, path, "best_acc", &rs->best_acc, err) ||
-        read_num_attr(g, path, "final_acc", &rs->final_acc, err) ||
-        read_num_attr(g, path, "sum_epoch_after_first", &rs->sum_epoch_after_first, err) ||
-        read_num_attr(g, path, "first_epoch_s", &rs->first_epoch_s, err) ||
-        read_num_attr(g, path, "wall_s", &rs->wall_s, err))
+        h5u_read_num_attr(g, path, "part_t_train", &rs->part_t_train, err) ||
+        h5u_read_num_attr(g, path, "best_acc", &rs->best_acc, err) ||
+        h5u_read_num_attr(g, path, "final_acc", &rs->final_acc, err) ||
+        h5u_read_num_attr(g, path, "sum_epoch_after_first", &rs->sum_epoch_after_first, err) ||
+        h5u_read_num_attr(g, path, "first_epoch_s", &rs->first_epoch_s, err) ||
+        h5u_read_num_attr(g, path, "wall_s", &rs->wall_s, err))
         return -1;
     if (read_int_in(g, path, "best_epoch", 0, c->epochs, &iv, err)) return -1;
     rs->best_epoch = (int)iv;

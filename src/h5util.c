@@ -48,31 +48,45 @@ const char *h5u_class_name(H5T_class_t c)
 /* Check one split in memory: labels in 0..k-1 and every feature finite.
  * x is (n, d), y is n int64 (as read) or NULL with y32 (n int32) instead. */
 
-/* Read a required integer attribute of file (the root) or a group, one value. */
-int h5u_read_int_attr(hid_t file, const char *path, const char *name, int64_t *out,
-                         char *err)
+/* Read one numeric attribute of loc (the file's root or a group) into out
+ * as mtype; integers only unless any_number is set. */
+static int read_one_attr(hid_t loc, const char *path, const char *name, int any_number,
+                         hid_t mtype, void *out, char *err)
 {
     hid_t a = -1, t = -1, s = -1;
     int rc = -1;
     htri_t ex;
-    H5_TRY(ex = H5Aexists(file, name));
+    H5_TRY(ex = H5Aexists(loc, name));
     if (!ex)
         return st_fail(err, "%s: missing %sattribute %s", path,
-                       H5Iget_type(file) == H5I_FILE ? "root " : "", name);
-    H5_TRY(a = H5Aopen(file, name, H5P_DEFAULT));
+                       H5Iget_type(loc) == H5I_FILE ? "root " : "", name);
+    H5_TRY(a = H5Aopen(loc, name, H5P_DEFAULT));
     H5_TRY(t = H5Aget_type(a));
     H5_TRY(s = H5Aget_space(a));
-    if (H5Tget_class(t) != H5T_INTEGER || H5Sget_simple_extent_npoints(s) != 1) {
-        st_fail(err, "%s: attribute %s must be one integer", path, name);
+    H5T_class_t cls = H5Tget_class(t);
+    if ((cls != H5T_INTEGER && !(any_number && cls == H5T_FLOAT)) ||
+        H5Sget_simple_extent_npoints(s) != 1) {
+        st_fail(err, "%s: attribute %s must be one %s", path, name,
+                any_number ? "number" : "integer");
         goto fail;
     }
-    H5_TRY(H5Aread(a, H5T_NATIVE_INT64, out));
+    H5_TRY(H5Aread(a, mtype, out));
     rc = 0;
 fail:
     if (s >= 0) H5Sclose(s);
     if (t >= 0) H5Tclose(t);
     if (a >= 0) H5Aclose(a);
     return rc;
+}
+
+int h5u_read_int_attr(hid_t loc, const char *path, const char *name, int64_t *out, char *err)
+{
+    return read_one_attr(loc, path, name, 0, H5T_NATIVE_INT64, out, err);
+}
+
+int h5u_read_num_attr(hid_t loc, const char *path, const char *name, double *out, char *err)
+{
+    return read_one_attr(loc, path, name, 1, H5T_NATIVE_DOUBLE, out, err);
 }
 
 
