@@ -154,38 +154,56 @@ static int argmax(const float *p, int k)
     return best;
 }
 
-/* Load the model and the split; x is standardised with the model's statistics. */
-static void load_model_and_split(const model_args *a, st_config *cfg, st_model *m,
-                                 st_dataset *ds, float **x, int32_t **y, int64_t *n)
+/* A model's class probabilities on one split of a data file. */
+typedef struct {
+    st_model m;
+    st_dataset ds;
+    const int32_t *y; /* n labels of the split, host                     */
+    int64_t n;        /* samples in the split                            */
+    float *p;         /* (n, k) probabilities, host                      */
+} split_probs;
+
+/* Load the model and the split, standardise it with the model's statistics
+ * and compute the probabilities. */
+static void split_probs_load(const model_args *a, split_probs *s)
 {
     char err[ST_ERRLEN];
+    st_config cfg;
     st_run_state rs;
-    if (checkpoint_load(a->model, cfg, m, &rs, err))
+    if (checkpoint_load(a->model, &cfg, &s->m, &rs, err))
         st_die("%s", err);
-    if (dataset_load_h5(a->data, ds, err))
+    if (dataset_load_h5(a->data, &s->ds, err))
         st_die("%s", err);
-    if (ds->d != m->sizes[0] || ds->k != m->sizes[m->n_layers])
+    const st_dataset *ds = &s->ds;
+    if (ds->d != s->m.sizes[0] || ds->k != s->m.sizes[s->m.n_layers])
         st_die("%s has %lld features and %d classes but the model %s expects %d and %d",
-               a->data, (long long)ds->d, ds->k, a->model, m->sizes[0], m->sizes[m->n_layers]);
-    *x = a->split ? ds->x_test : ds->x_train;
-    *y = a->split ? ds->y_test : ds->y_train;
-    *n = a->split ? ds->n_test : ds->n_train;
-    if (*n == 0)
+               a->data, (long long)ds->d, ds->k, a->model, s->m.sizes[0],
+               s->m.sizes[s->m.n_layers]);
+    float *x = a->split ? ds->x_test : ds->x_train;
+    s->y = a->split ? ds->y_test : ds->y_train;
+    s->n = a->split ? ds->n_test : ds->n_train;
+    if (s->n == 0)
         st_die("%s: the %s split is empty", a->data, a->split ? "test" : "train");
-    data_standardize(*x, *n, ds->d, m->feat_mean, m->feat_std);
+    data_standardize(x, s->n, ds->d, s->m.feat_mean, s->m.feat_std);
+    s->p = model_probabilities(&s->m, cfg.activation, x, s->n, ds->d);
+}
+
+static void split_probs_free(split_probs *s)
+{
+    free(s->p);
+    model_free(&s->m);
+    dataset_free(&s->ds);
 }
 
 static int cmd_eval(const model_args *a)
 {
-    st_config cfg;
-    st_model m;
-    st_dataset ds;
-    float *x;
-    int32_t *y;
-    int64_t n;
-    load_model_and_split(a, &cfg, &m, &ds, &x, &y, &n);
+    split_probs sp;
+    split_probs_load(a, &sp);
+    const st_dataset ds = sp.ds;
+    const int32_t *y = sp.y;
+    const int64_t n = sp.n;
+    const float *p = sp.p;
     const int K = ds.k;
-    float *p = model_probabilities(&m, cfg.activation, x, n, ds.d);
     int64_t *conf = st_calloc((size_t)K * K, sizeof(int64_t), "confusion matrix");
     int64_t ok = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -217,9 +235,7 @@ static int cmd_eval(const model_args *a)
         printf("\n");
     }
     free(conf);
-    free(p);
-    model_free(&m);
-    dataset_free(&ds);
+    split_probs_free(&sp);
     return ST_EXIT_OK;
 }
 
@@ -245,15 +261,12 @@ static void close_out(FILE *f, const char *path)
 
 static int cmd_predict(const model_args *a)
 {
-    st_config cfg;
-    st_model m;
-    st_dataset ds;
-    float *x;
-    int32_t *y;
-    int64_t n;
-    load_model_and_split(a, &cfg, &m, &ds, &x, &y, &n);
+    split_probs sp;
+    split_probs_load(a, &sp);
+    const st_dataset ds = sp.ds;
+    const int64_t n = sp.n;
+    const float *p = sp.p;
     const int K = ds.k;
-    float *p = model_probabilities(&m, cfg.activation, x, n, ds.d);
     FILE *f = open_out(a->out);
     fprintf(f, "row,class,label,probability\n");
     for (int64_t i = 0; i < n; i++) {
@@ -263,9 +276,7 @@ static int cmd_predict(const model_args *a)
     }
     close_out(f, a->out);
     fprintf(stderr, "settrain: wrote %lld predictions to %s\n", (long long)n, a->out);
-    free(p);
-    model_free(&m);
-    dataset_free(&ds);
+    split_probs_free(&sp);
     return ST_EXIT_OK;
 }
 
