@@ -79,7 +79,7 @@ $(BUILD)/obj/%.o: src/%.c $(wildcard include/*.h) $(CONFIG_STAMP) | $(BUILD)/obj
 $(BUILD)/obj/cu_%.o: kernels/%.cu $(wildcard include/*.h) $(CONFIG_STAMP) | $(BUILD)/obj
 	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
 
-$(BUILD)/tests/%: tests/%.c tests/harness.h $(LIB_OBJ) | $(BUILD)/tests
+$(BUILD)/tests/%: tests/%.c tests/harness.h tests/test_rng.h $(LIB_OBJ) | $(BUILD)/tests
 	$(CC) $(CFLAGS) -Itests -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
 $(BUILD)/obj $(BUILD)/tests:

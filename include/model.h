@@ -75,6 +75,8 @@ int model_check_shape(const int32_t *sizes, int n_layers, int motif, char *err);
 int model_init(st_model *mdl, const int32_t *sizes, int n_layers, int motif, double epsilon,
                uint64_t seed, char *err);
 void model_free(st_model *mdl);
+/* Free one layer's host arrays (a layer built by hand or by model_init). */
+void layer_free(st_layer *L);
 
 static inline int64_t layer_nnz(const st_layer *L)
 {

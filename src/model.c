@@ -162,21 +162,25 @@ int model_init(st_model *mdl, const int32_t *sizes, int n_layers, int motif, dou
     return 0;
 }
 
+void layer_free(st_layer *L)
+{
+    free(L->row_ptr);
+    free(L->col_idx);
+    free(L->t_ptr);
+    free(L->t_blk);
+    free(L->t_row);
+    free(L->w);
+    free(L->v);
+    free(L->bias);
+    free(L->vbias);
+    memset(L, 0, sizeof *L);
+}
+
 void model_free(st_model *mdl)
 {
     if (mdl->layers)
-        for (int l = 0; l < mdl->n_layers; l++) {
-            st_layer *L = &mdl->layers[l];
-            free(L->row_ptr);
-            free(L->col_idx);
-            free(L->t_ptr);
-            free(L->t_blk);
-            free(L->t_row);
-            free(L->w);
-            free(L->v);
-            free(L->bias);
-            free(L->vbias);
-        }
+        for (int l = 0; l < mdl->n_layers; l++)
+            layer_free(&mdl->layers[l]);
     free(mdl->layers);
     free(mdl->sizes);
     free(mdl->feat_mean);

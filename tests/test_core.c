@@ -27,23 +27,12 @@
 #include "common.h"
 #include "cpu_ops.h"
 #include "harness.h"
+#include "test_rng.h"
 #include "model.h"
 #include "philox.h"
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* splitmix64: the tests' input generator. */
-static uint64_t trng_s;
-static void trng_seed(uint64_t s) { trng_s = s; }
-static uint64_t trng_next(void)
-{
-    uint64_t z = (trng_s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-static double trng_u01(void) { return (double)(trng_next() >> 11) * 0x1p-53; }
-static float trng_unif(double lo, double hi) { return (float)(lo + (hi - lo) * trng_u01()); }
 static int trng_below(int n) { return (int)(trng_u01() * n); }
 
 /* Report the first few of many element-wise failures, count all of them. */
@@ -60,19 +49,6 @@ static void note_bad(int *bad, const char *fmt, ...)
     }
 }
 
-static void free_layer(st_layer *L)
-{
-    free(L->row_ptr);
-    free(L->col_idx);
-    free(L->t_ptr);
-    free(L->t_blk);
-    free(L->t_row);
-    free(L->w);
-    free(L->v);
-    free(L->bias);
-    free(L->vbias);
-    memset(L, 0, sizeof *L);
-}
 
 /* Allocate w, v, bias, vbias (and the transposed index of a sparse layer,
  * built from row_ptr / col_idx) for a layer whose shape is set. */
@@ -1030,7 +1006,7 @@ static void test_forward_vs_dense(void)
         free(wt);
         free(a);
         free(z);
-        free_layer(&L);
+        layer_free(&L);
     }
 }
 
@@ -1079,7 +1055,7 @@ static void test_grad_sddmm_vs_dense(void)
         free(d);
         free(gw);
         free(gb);
-        free_layer(&L);
+        layer_free(&L);
     }
 }
 
@@ -1145,7 +1121,7 @@ static void test_backward_delta_vs_dense(void)
         free(zin);
         free(mask);
         free(din);
-        free_layer(&L);
+        layer_free(&L);
     }
 }
 
@@ -1190,8 +1166,8 @@ static void test_update_step(void)
         ST_EXPECT(bad == 0, "%s: %d update mismatches", op_shapes[s].label, bad);
         free(gw);
         free(gb);
-        free_layer(&B);
-        free_layer(&L);
+        layer_free(&B);
+        layer_free(&L);
     }
 }
 
@@ -1297,7 +1273,7 @@ static void test_ops_thread_independent(void)
         free(a);
         free(d);
         free(zin);
-        free_layer(L);
+        layer_free(L);
     }
 #endif
 }
@@ -1345,7 +1321,7 @@ static void test_prune_m1_known(void)
     for (int k = 0; k < 14; k++)
         any |= removed[k];
     ST_EXPECT(n == 0 && !any, "zeta 0: %lld marked", (long long)n);
-    free_layer(&L);
+    layer_free(&L);
 }
 
 static const float *prune_keys;
@@ -1394,7 +1370,7 @@ static void test_prune_m1_random(void)
     free(neg);
     free(want);
     free(removed);
-    free_layer(&L);
+    layer_free(&L);
 }
 
 /* Exercises layer_prune_select for m > 1 on known blocks: the floor(zeta nb)
@@ -1433,7 +1409,7 @@ static void test_prune_blocks_known(void)
     for (int k = 0; k < 8; k++)
         ST_EXPECT(removed[k] == want5[k], "2x2 zeta 0.5: block %d removed %d, want %d", k,
                   removed[k], want5[k]);
-    free_layer(&L);
+    layer_free(&L);
 
     /* Output blocks bi = 2, bo = 1 of a 4-3 layer, full 3x2 grid. */
     const int32_t rpo[4] = {0, 2, 4, 6};
@@ -1453,7 +1429,7 @@ static void test_prune_blocks_known(void)
     for (int k = 0; k < 6; k++)
         ST_EXPECT(ro[k] == wanto[k], "2x1 zeta 0.4: block %d removed %d, want %d", k, ro[k],
                   wanto[k]);
-    free_layer(&O);
+    layer_free(&O);
 }
 
 /* ---- 6. regrow ----------------------------------------------------------- */
@@ -1515,7 +1491,7 @@ static int64_t regrow_check(const st_layer *L0, int layer, uint64_t seed, int ep
         free(removed);
         free(owner);
         free(after);
-        free_layer(&L);
+        layer_free(&L);
         return (int64_t)d;
     }
     check_structure(&L, label);
@@ -1575,7 +1551,7 @@ static int64_t regrow_check(const st_layer *L0, int layer, uint64_t seed, int ep
     free(removed);
     free(owner);
     free(after);
-    free_layer(&L);
+    layer_free(&L);
     return (int64_t)d;
 }
 
@@ -1590,15 +1566,15 @@ static void test_regrow_rederived(void)
     st_layer a = make_sparse_layer(40, 30, 1, 1, 0.2, 4);
     regrow_check(&a, 2, seed, 3, 0.3, "m 1, 40-30", NULL);
     regrow_check(&a, 1, seed, 0, 0.3, "m 1, 40-30, layer 1 epoch 0", NULL);
-    free_layer(&a);
+    layer_free(&a);
 
     st_layer b = make_sparse_layer(40, 32, 2, 2, 0.3, 2);
     regrow_check(&b, 2, seed, 3, 0.3, "m 2, 40-32", NULL);
-    free_layer(&b);
+    layer_free(&b);
 
     st_layer c = make_sparse_layer(32, 10, 4, 1, 0.5, -1);
     regrow_check(&c, 3, seed, 3, 0.3, "output bi 4 bo 1, 32-10", NULL);
-    free_layer(&c);
+    layer_free(&c);
 
     st_layer f = make_sparse_layer(20, 20, 1, 1, 0.95, -1);
     int64_t regrown = 0;
@@ -1606,12 +1582,12 @@ static void test_regrow_rederived(void)
     /* Coverage of the case: at least half the candidates were rejected. */
     ST_EXPECT(draws >= 2 * regrown, "nearly full: %lld draws for %lld blocks", (long long)draws,
               (long long)regrown);
-    free_layer(&f);
+    layer_free(&f);
 
     st_layer g = make_sparse_layer(16, 16, 2, 2, 1.0, -1); /* all 64 blocks */
     ST_EXPECT(g.nb == 64, "full layer has %d blocks", g.nb);
     regrow_check(&g, 2, seed, 3, 0.3, "m 2, 16-16 full", NULL);
-    free_layer(&g);
+    layer_free(&g);
 }
 
 /* Exercises layer_evolve on a dense layer: a no-op returning 0. */
@@ -1627,8 +1603,8 @@ static void test_regrow_dense_noop(void)
               "dense layer changed by evolution");
     ST_EXPECT(st.removed == 0 && st.regrown == 0, "dense: removed %lld regrown %lld",
               (long long)st.removed, (long long)st.regrown);
-    free_layer(&C);
-    free_layer(&L);
+    layer_free(&C);
+    layer_free(&L);
 }
 
 /* ---- 7. dropout mask ----------------------------------------------------- */

@@ -46,6 +46,7 @@
 #include "gpu_ops.h"
 #include "harness.h"
 #include "model.h"
+#include "test_rng.h"
 #include "train.h"
 
 #ifdef ST_HAVE_CUDA
@@ -54,18 +55,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* splitmix64: the tests' input generator (independent of Philox). */
-static uint64_t trng_s;
-static void trng_seed(uint64_t s) { trng_s = s; }
-static uint64_t trng_next(void)
-{
-    uint64_t z = (trng_s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-static double trng_u01(void) { return (double)(trng_next() >> 11) * 0x1p-53; }
-static float trng_unif(double lo, double hi) { return (float)(lo + (hi - lo) * trng_u01()); }
 
 static void *xmalloc(size_t n)
 {
