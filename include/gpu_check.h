@@ -6,7 +6,13 @@
  *                               `return -1` from the enclosing int function;
  *   ST_CUDA_CHECK(call) ...     on failure print the same line and exit 1
  *                               (tests, benchmarks, cleanup paths).
- * ST_CUDA_LAUNCH_TRY(err, name) checks the last error after a kernel launch.
+ * ST_CUDA_LAUNCH_TRY(err, name) checks the last error after a kernel launch;
+ * ST_GPU_SYNC_TRY(err, name) follows a library computation (cuBLAS,
+ * cuSPARSE, CUB). With ST_GPU_SYNC_CHECK=1 in the environment both also
+ * synchronise the device and check its error, so that a fault (an illegal
+ * address, say) is reported by the launch that caused it, not by a later
+ * synchronisation: "kernel NAME failed at FILE:LINE (ST_GPU_SYNC_CHECK):
+ * MESSAGE". Slow; meant for the first run on a new device.
  * Host C and CUDA C++ may include it (it only needs the libraries' C headers). */
 #ifndef ST_GPU_CHECK_H
 #define ST_GPU_CHECK_H
@@ -16,6 +22,28 @@
 #include <cusparse.h>
 
 #include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* 1 when ST_GPU_SYNC_CHECK is set to anything but "" or "0" (read at every
+ * call, so a test may switch it). Defined in kernels/gpu_ops.cu. */
+int st_gpu_sync_check(void);
+#ifdef __cplusplus
+}
+#endif
+
+#define ST_GPU_SYNC_TRY(err, name)                                                      \
+    do {                                                                                \
+        if (st_gpu_sync_check()) {                                                      \
+            cudaError_t st_e_ = cudaDeviceSynchronize();                                \
+            if (st_e_ != cudaSuccess)                                                   \
+                return st_fail((err), "kernel %s failed at %s:%d (ST_GPU_SYNC_CHECK): %s " \
+                                      "(%s)",                                           \
+                               name, __FILE__, __LINE__, cudaGetErrorString(st_e_),     \
+                               cudaGetErrorName(st_e_));                                \
+        }                                                                               \
+    } while (0)
 
 #define ST_CUDA_TRY(err, call)                                                          \
     do {                                                                                \
@@ -32,6 +60,7 @@
             return st_fail((err), "launch of kernel %s failed at %s:%d: %s (%s)", name,  \
                            __FILE__, __LINE__, cudaGetErrorString(st_e_),               \
                            cudaGetErrorName(st_e_));                                    \
+        ST_GPU_SYNC_TRY(err, name);                                                     \
     } while (0)
 
 #define ST_CUBLAS_TRY(err, call)                                                        \

@@ -21,11 +21,20 @@
  *   ST_GPU_FWD=auto|cusparse|row|block   forward product of sparse layers
  *   ST_GPU_BWD=auto|row|block            backward delta
  *   ST_GPU_SDDMM=auto|row|block          weight gradient + update
- *   ST_GPU_SPMM_ALG=default|csr1|csr2|csr3  cuSPARSE CSR algorithm (BSR: default)
+ *   ST_GPU_SPMM_ALG=csr3|csr1|csr2|default  cuSPARSE CSR algorithm [csr3]
+ *                                        (BSR: the library default)
  *   ST_GPU_REGROW_WINDOW=N               regrow candidates per window
+ *   ST_GPU_NO_FALLBACK=1                 a cuSPARSE configuration reported
+ *                                        as not supported is an error
+ *                                        instead of a fallback
  * auto: cuSPARSE CSR for m = 1 forwards, the BLOCK kernels for m = 2, 4, 8,
- * ROW otherwise. NVTX ranges: train_epoch, forward, backward, update,
- * evolve, eval, sync_model.
+ * ROW otherwise. CSR_ALG3 is the default CSR algorithm: deterministic (the
+ * library default is documented as not bit-reproducible), so a resumed run
+ * repeats the uninterrupted one. What each layer runs is recorded in
+ * describe()'s "gpu_kernels" (e.g. "L1 fwd=cusparse-csr(csr3) bwd=row
+ * sddmm=row; L2 ..."; a fallback reads "fwd=row(fallback: cusparse-csr
+ * not supported)") and counted in "gpu_fallbacks". NVTX ranges:
+ * train_epoch, forward, backward, update, evolve, eval, sync_model.
  * Future work: capture one training step in a CUDA graph (its ~26 launches
  * per batch are fixed; only the batch offset, B and the dropout counters
  * change, which would have to move into device memory first). */
@@ -58,6 +67,7 @@ typedef struct {
     st_gpu_evolve_ws *ews;
     size_t bytes;                  /* device bytes allocated by this backend   */
     char kernels[1024];            /* per-layer variants, for describe()       */
+    int fallbacks;                 /* cuSPARSE plans replaced by own kernels   */
 } gpu_impl;
 
 static int round8(int b) { return (b + 7) / 8 * 8; }
@@ -77,25 +87,34 @@ static int env_variant(const char *name, int allow_cusparse, st_gpu_variant *out
     return 0;
 }
 
-static int env_spmm_alg(cusparseSpMMAlg_t *alg, char *err)
+/* ST_GPU_SPMM_ALG: the CSR SpMM algorithm and its name (csr3 when unset). */
+static int env_spmm_alg(cusparseSpMMAlg_t *alg, const char **name, char *err)
 {
     static const struct {
         const char *name;
         cusparseSpMMAlg_t alg;
-    } algs[] = {{"default", CUSPARSE_SPMM_ALG_DEFAULT},
+    } algs[] = {{"csr3", CUSPARSE_SPMM_CSR_ALG3},
                 {"csr1", CUSPARSE_SPMM_CSR_ALG1},
                 {"csr2", CUSPARSE_SPMM_CSR_ALG2},
-                {"csr3", CUSPARSE_SPMM_CSR_ALG3}};
+                {"default", CUSPARSE_SPMM_ALG_DEFAULT}};
     const char *s = getenv("ST_GPU_SPMM_ALG");
-    *alg = CUSPARSE_SPMM_ALG_DEFAULT;
+    *alg = algs[0].alg;
+    *name = algs[0].name;
     if (!s || !*s)
         return 0;
     for (size_t i = 0; i < sizeof algs / sizeof algs[0]; i++)
         if (!strcmp(s, algs[i].name)) {
             *alg = algs[i].alg;
+            *name = algs[i].name;
             return 0;
         }
-    return st_fail(err, "ST_GPU_SPMM_ALG=%s: expected default, csr1, csr2 or csr3", s);
+    return st_fail(err, "ST_GPU_SPMM_ALG=%s: expected csr3, csr1, csr2 or default", s);
+}
+
+static int env_flag(const char *name)
+{
+    const char *s = getenv(name);
+    return s && *s && strcmp(s, "0") != 0;
 }
 
 /* ---- the per-batch sequence ------------------------------------------- */
@@ -318,10 +337,10 @@ static void gpu_describe(st_backend *be, char *buf, size_t n)
              "\"cuda_runtime_version\": \"%d.%d\", \"cusparse_version\": \"%d.%d.%d\", "
              "\"cublas_version\": \"%d.%d.%d\", \"compute_capability\": \"%d.%d\", "
              "\"device_memory_bytes\": %zu, \"device_memory_used_bytes\": %zu, "
-             "\"device_memory_free_bytes\": %zu, \"gpu_kernels\": \"%s\"",
+             "\"device_memory_free_bytes\": %zu, \"gpu_kernels\": \"%s\", \"gpu_fallbacks\": %d",
              name, drv / 1000, drv % 1000 / 10, rt / 1000, rt % 1000 / 10, sp[0], sp[1], sp[2],
              bl[0], bl[1], bl[2], g->prop.major, g->prop.minor, g->prop.totalGlobalMem, g->bytes,
-             fr, g->kernels);
+             fr, g->kernels, g->fallbacks);
 }
 
 static void gpu_free_impl(gpu_impl *g, int L)
@@ -395,7 +414,7 @@ extern "C" int backend_gpu_device_count(void)
 /* Choose the kernels of sparse layer l and set up its cuSPARSE plan. */
 static int setup_layer_kernels(gpu_impl *g, int l, st_gpu_variant want_fwd,
                                st_gpu_variant want_bwd, st_gpu_variant want_sddmm,
-                               cusparseSpMMAlg_t alg, char *err)
+                               cusparseSpMMAlg_t alg, const char *alg_name, char *err)
 {
     st_gpu_layer *Ly = &g->layers[l];
     const int blk = st_gpu_block_supported(Ly->bi, Ly->bo);
@@ -403,7 +422,7 @@ static int setup_layer_kernels(gpu_impl *g, int l, st_gpu_variant want_fwd,
     st_gpu_variant f = want_fwd;
     if (f == ST_GPU_VAR_AUTO)
         f = one ? ST_GPU_VAR_CUSPARSE : (blk ? ST_GPU_VAR_BLOCK : ST_GPU_VAR_ROW);
-    const char *fname = NULL;
+    char fname[96] = "";
     if (f == ST_GPU_VAR_CUSPARSE && Ly->bi != Ly->bo) /* BSR: square blocks only */
         f = blk ? ST_GPU_VAR_BLOCK : ST_GPU_VAR_ROW;
     if (f == ST_GPU_VAR_CUSPARSE) {
@@ -413,12 +432,25 @@ static int setup_layer_kernels(gpu_impl *g, int l, st_gpu_variant want_fwd,
                                   g->ld, l + 1, &g->bytes, err);
         if (rc < 0)
             return -1;
-        if (rc > 0) { /* not supported here: our own kernel instead */
+        const char *own = blk ? "block" : "row";
+        if (rc > 0) { /* not supported here: our own kernel instead, and say so */
+            if (env_flag("ST_GPU_NO_FALLBACK")) {
+                char why[ST_ERRLEN];
+                snprintf(why, sizeof why, "%s", err);
+                return st_fail(err, "layer %d: %s (ST_GPU_NO_FALLBACK=1: no fallback to the %s "
+                                    "kernel)",
+                               l + 1, why, own);
+            }
             if (!g->quiet)
-                st_warn("layer %d: %s; using the %s kernel", l + 1, err, blk ? "block" : "row");
+                st_warn("layer %d: %s; using the %s kernel", l + 1, err, own);
             f = blk ? ST_GPU_VAR_BLOCK : ST_GPU_VAR_ROW;
+            snprintf(fname, sizeof fname, "%s(fallback: cusparse-%s not supported)", own,
+                     bsr ? "bsr" : "csr");
+            g->fallbacks++;
+        } else if (bsr) {
+            snprintf(fname, sizeof fname, "cusparse-bsr");
         } else {
-            fname = bsr ? "cusparse-bsr" : "cusparse-csr";
+            snprintf(fname, sizeof fname, "cusparse-csr(%s)", alg_name);
         }
     }
     if (f == ST_GPU_VAR_BLOCK && !blk)
@@ -428,7 +460,7 @@ static int setup_layer_kernels(gpu_impl *g, int l, st_gpu_variant want_fwd,
     g->sddmm[l] = (want_sddmm == ST_GPU_VAR_ROW || !blk) ? ST_GPU_VAR_ROW : ST_GPU_VAR_BLOCK;
     size_t used = strlen(g->kernels);
     snprintf(g->kernels + used, sizeof g->kernels - used, "%sL%d fwd=%s bwd=%s sddmm=%s",
-             used ? "; " : "", l + 1, fname ? fname : st_gpu_variant_names[f],
+             used ? "; " : "", l + 1, fname[0] ? fname : st_gpu_variant_names[f],
              st_gpu_variant_names[g->bwd[l]], st_gpu_variant_names[g->sddmm[l]]);
     return 0;
 }
@@ -457,10 +489,11 @@ static int gpu_setup(st_backend *be, gpu_impl *g, char *err)
 
     st_gpu_variant want_fwd, want_bwd, want_sddmm;
     cusparseSpMMAlg_t alg;
+    const char *alg_name;
     ST_TRY(env_variant("ST_GPU_FWD", 1, &want_fwd, err));
     ST_TRY(env_variant("ST_GPU_BWD", 0, &want_bwd, err));
     ST_TRY(env_variant("ST_GPU_SDDMM", 0, &want_sddmm, err));
-    ST_TRY(env_spmm_alg(&alg, err));
+    ST_TRY(env_spmm_alg(&alg, &alg_name, err));
     int64_t window = 0;
     const char *ws = getenv("ST_GPU_REGROW_WINDOW");
     if (ws && *ws) {
@@ -562,7 +595,7 @@ static int gpu_setup(st_backend *be, gpu_impl *g, char *err)
                      used ? "; " : "", l + 1);
             continue;
         }
-        ST_TRY(setup_layer_kernels(g, l, want_fwd, want_bwd, want_sddmm, alg, err));
+        ST_TRY(setup_layer_kernels(g, l, want_fwd, want_bwd, want_sddmm, alg, alg_name, err));
     }
     ST_CUDA_TRY(err, cudaDeviceSynchronize());
     return 0;

@@ -275,6 +275,7 @@ static int sort_pairs(st_gpu_evolve_ws *ws, const uint64_t *kin, uint64_t *kout,
                        (long long)n, need, ws->temp_bytes);
     ST_CUDA_TRY(err, cub::DeviceRadixSort::SortPairs(ws->temp, need, kin, kout, vin, vout, n, 0,
                                                      end_bit, s));
+    ST_GPU_SYNC_TRY(err, "cub::DeviceRadixSort::SortPairs");
     return 0;
 }
 
@@ -288,6 +289,7 @@ static int exclusive_sum(st_gpu_evolve_ws *ws, const int32_t *in, int32_t *out, 
                             "storage, %zu were sized",
                        (long long)n, need, ws->temp_bytes);
     ST_CUDA_TRY(err, cub::DeviceScan::ExclusiveSum(ws->temp, need, in, out, n, s));
+    ST_GPU_SYNC_TRY(err, "cub::DeviceScan::ExclusiveSum");
     return 0;
 }
 

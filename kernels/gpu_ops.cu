@@ -300,7 +300,9 @@ softmax_xent_kernel(const float *__restrict__ z, const int32_t *__restrict__ y, 
             sum += exp((double)(z[(int64_t)c * ld + b] - zmax));
         double lse = log(sum) + zmax;
         int yb = y[b];
-        loss += lse - (double)z[(int64_t)yb * ld + b];
+        /* A label outside 0..K-1 is never used as an index: the loss
+         * becomes NaN (the run's loss shows it) and no class is its own. */
+        loss += (yb >= 0 && yb < K) ? lse - (double)z[(int64_t)yb * ld + b] : (double)NAN;
         ok += (arg == yb);
         if (delta)
             for (int c = 0; c < K; c++) {
@@ -525,6 +527,12 @@ __global__ void dense_update_kernel(float *__restrict__ w, float *__restrict__ v
 
 const char *const st_gpu_variant_names[ST_GPU_VAR_COUNT] = {"auto", "cusparse", "row", "block"};
 
+extern "C" int st_gpu_sync_check(void)
+{
+    const char *s = getenv("ST_GPU_SYNC_CHECK");
+    return s && *s && strcmp(s, "0") != 0;
+}
+
 static unsigned ew_blocks(int64_t total)
 {
     int64_t b = (total + ST_EW_THREADS - 1) / ST_EW_THREADS;
@@ -723,6 +731,22 @@ extern "C" void st_gpu_spmm_free(st_gpu_spmm *p)
     memset(p, 0, sizeof *p);
 }
 
+/* The sparse descriptor of W^T over L's arrays (CSR, or BSR when p->bsr). */
+static int spmm_create_mat(st_gpu_spmm *p, const st_gpu_layer *L, char *err)
+{
+    if (!p->bsr)
+        ST_CUSPARSE_TRY(err, cusparseCreateCsr(&p->mat, L->n_out, L->n_in, L->nb, L->row_ptr,
+                                               L->col_idx, L->w, CUSPARSE_INDEX_32I,
+                                               CUSPARSE_INDEX_32I, CUSPARSE_INDEX_BASE_ZERO,
+                                               CUDA_R_32F));
+    else
+        ST_CUSPARSE_TRY(err, cusparseCreateBsr(&p->mat, L->nbr, L->nbc, L->nb, L->bo, L->bi,
+                                               L->row_ptr, L->col_idx, L->w, CUSPARSE_INDEX_32I,
+                                               CUSPARSE_INDEX_32I, CUSPARSE_INDEX_BASE_ZERO,
+                                               CUDA_R_32F, CUSPARSE_ORDER_ROW));
+    return 0;
+}
+
 extern "C" int st_gpu_spmm_init(st_gpu_spmm *p, st_gpu_ctx *c, const st_gpu_layer *L, int bsr,
                                 cusparseSpMMAlg_t alg, const float *x, float *z, int ld,
                                 int layer, size_t *total, char *err)
@@ -738,16 +762,7 @@ extern "C" int st_gpu_spmm_init(st_gpu_spmm *p, st_gpu_ctx *c, const st_gpu_laye
     p->alg = alg;
     /* 1. Descriptors: W^T (O x I) over the layer's own arrays; x (I, ld)
      * and z (O, ld) row-major with leading dimension ld. */
-    if (!bsr)
-        ST_CUSPARSE_TRY(err, cusparseCreateCsr(&p->mat, L->n_out, L->n_in, L->nb, L->row_ptr,
-                                               L->col_idx, L->w, CUSPARSE_INDEX_32I,
-                                               CUSPARSE_INDEX_32I, CUSPARSE_INDEX_BASE_ZERO,
-                                               CUDA_R_32F));
-    else
-        ST_CUSPARSE_TRY(err, cusparseCreateBsr(&p->mat, L->nbr, L->nbc, L->nb, L->bo, L->bi,
-                                               L->row_ptr, L->col_idx, L->w, CUSPARSE_INDEX_32I,
-                                               CUSPARSE_INDEX_32I, CUSPARSE_INDEX_BASE_ZERO,
-                                               CUDA_R_32F, CUSPARSE_ORDER_ROW));
+    ST_TRY(spmm_create_mat(p, L, err));
     ST_CUSPARSE_TRY(err, cusparseCreateDnMat(&p->x, L->n_in, ld, ld, (void *)x, CUDA_R_32F,
                                              CUSPARSE_ORDER_ROW));
     ST_CUSPARSE_TRY(err, cusparseCreateDnMat(&p->z, L->n_out, ld, ld, z, CUDA_R_32F,
@@ -778,6 +793,7 @@ extern "C" int st_gpu_spmm_init(st_gpu_spmm *p, st_gpu_ctx *c, const st_gpu_laye
         return 1;
     }
     ST_CUSPARSE_TRY(err, st);
+    ST_GPU_SYNC_TRY(err, "cusparseSpMM_preprocess");
     p->ready = 1;
     return 0;
 }
@@ -785,7 +801,16 @@ extern "C" int st_gpu_spmm_init(st_gpu_spmm *p, st_gpu_ctx *c, const st_gpu_laye
 extern "C" int st_gpu_spmm_refresh(st_gpu_spmm *p, st_gpu_ctx *c, const st_gpu_layer *L,
                                    int layer, size_t *total, char *err)
 {
-    (void)L; /* the descriptors point at L's arrays, rewritten in place */
+    /* The indices changed in place: the documented sequence for a new
+     * sparsity pattern is a new descriptor, a buffer-size query and a new
+     * preprocess (the old descriptor and buffer may still be in use by a
+     * queued SpMM, so the stream is drained first). */
+    ST_CUDA_TRY(err, cudaStreamSynchronize(c->stream));
+    if (p->mat) {
+        cusparseDestroySpMat(p->mat);
+        p->mat = NULL;
+    }
+    ST_TRY(spmm_create_mat(p, L, err));
     const float one = 1.0f;
     size_t need = 0;
     ST_CUSPARSE_TRY(err, cusparseSpMM_bufferSize(
@@ -794,7 +819,6 @@ extern "C" int st_gpu_spmm_refresh(st_gpu_spmm *p, st_gpu_ctx *c, const st_gpu_l
                              CUDA_R_32F, p->alg, &need));
     if (need > p->buf_bytes) {
         /* nnz is constant, so this is not expected; regrow rather than fail. */
-        ST_CUDA_TRY(err, cudaStreamSynchronize(c->stream));
         cudaFree(p->buf);
         p->buf = NULL;
         ST_TRY(st_gpu_malloc(&p->buf, need, layer, "cuSPARSE SpMM buffer", total, err));
@@ -803,6 +827,7 @@ extern "C" int st_gpu_spmm_refresh(st_gpu_spmm *p, st_gpu_ctx *c, const st_gpu_l
     ST_CUSPARSE_TRY(err, cusparseSpMM_preprocess(c->cusparse, CUSPARSE_OPERATION_NON_TRANSPOSE,
                                                  CUSPARSE_OPERATION_NON_TRANSPOSE, &one, p->mat,
                                                  p->x, &one, p->z, CUDA_R_32F, p->alg, p->buf));
+    ST_GPU_SYNC_TRY(err, "cusparseSpMM_preprocess");
     return 0;
 }
 
@@ -814,6 +839,7 @@ extern "C" int st_gpu_spmm_run(st_gpu_spmm *p, st_gpu_ctx *c, const st_gpu_layer
     ST_CUSPARSE_TRY(err, cusparseSpMM(c->cusparse, CUSPARSE_OPERATION_NON_TRANSPOSE,
                                       CUSPARSE_OPERATION_NON_TRANSPOSE, &one, p->mat, p->x, &one,
                                       p->z, CUDA_R_32F, p->alg, p->buf));
+    ST_GPU_SYNC_TRY(err, p->bsr ? "cusparseSpMM (BSR)" : "cusparseSpMM (CSR)");
     return 0;
 }
 
@@ -878,6 +904,7 @@ extern "C" int st_gpu_forward_dense(st_gpu_ctx *c, const st_gpu_layer *L, const 
     const float one = 1.0f;
     ST_CUBLAS_TRY(err, cublasSgemm(c->cublas, CUBLAS_OP_N, CUBLAS_OP_N, ld, L->n_out, L->n_in,
                                    &one, a, ld, L->w, L->n_in, &one, z, ld));
+    ST_GPU_SYNC_TRY(err, "cublasSgemm (dense forward)");
     return 0;
 }
 
@@ -953,6 +980,7 @@ extern "C" int st_gpu_backward_dense(st_gpu_ctx *c, const st_gpu_layer *L,
     const float one = 1.0f, zero = 0.0f;
     ST_CUBLAS_TRY(err, cublasSgemm(c->cublas, CUBLAS_OP_N, CUBLAS_OP_T, ld, L->n_in, L->n_out,
                                    &one, delta_out, ld, L->w, L->n_in, &zero, delta_in, ld));
+    ST_GPU_SYNC_TRY(err, "cublasSgemm (dense backward)");
     const int64_t total = (int64_t)L->n_in * ld;
     grad_scale_kernel<<<ew_blocks(total), ST_EW_THREADS, 0, c->stream>>>(act, hidden_in, z_in,
                                                                         mask_in, delta_in, total);
@@ -974,6 +1002,7 @@ extern "C" int st_gpu_layer_grad_update(st_gpu_ctx *c, st_gpu_variant var, st_gp
         const float one = 1.0f, zero = 0.0f;
         ST_CUBLAS_TRY(err, cublasSgemm(c->cublas, CUBLAS_OP_T, CUBLAS_OP_N, L->n_in, L->n_out, ld,
                                        &one, a_in, ld, delta_out, ld, &zero, g, L->n_in));
+        ST_GPU_SYNC_TRY(err, "cublasSgemm (dense gradient)");
         if (!gw) {
             dense_update_kernel<<<ew_blocks(L->nnz), ST_EW_THREADS, 0, s>>>(L->w, L->v, g,
                                                                             L->nnz, lr, mu, wd);

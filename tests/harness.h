@@ -5,12 +5,18 @@
  *
  * Inside a test, ST_EXPECT(cond, fmt, ...) records a failure with file:line
  * and continues; a test fails if any expectation failed. ST_SKIP(fmt, ...)
- * marks the test skipped with a visible reason and returns. */
+ * marks the test skipped with a visible reason and returns.
+ *
+ * ST_TEST_NO_SKIP=1 in the environment turns every skip into a failure
+ * (the GPU check sets it: on a machine with a device, a device test that
+ * skips has tested nothing). */
 #ifndef ST_HARNESS_H
 #define ST_HARNESS_H
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static int st_t_pass, st_t_fail, st_t_skip, st_t_cur_failed, st_t_cur_skipped;
 
@@ -33,6 +39,13 @@ static int st_t_pass, st_t_fail, st_t_skip, st_t_cur_failed, st_t_cur_skipped;
         return;                                                                \
     } while (0)
 
+/* 1 when ST_TEST_NO_SKIP is set to anything but "" or "0". */
+static inline int st_test_no_skip(void)
+{
+    const char *s = getenv("ST_TEST_NO_SKIP");
+    return s && *s && strcmp(s, "0") != 0;
+}
+
 /* |a - b| <= atol + rtol * |ref| */
 static inline int st_close(double a, double ref, double atol, double rtol)
 {
@@ -48,6 +61,10 @@ static inline int st_close(double a, double ref, double atol, double rtol)
         if (st_t_cur_failed) {                                                 \
             st_t_fail++;                                                       \
             printf("[ FAIL ] %s\n", #fn);                                      \
+        } else if (st_t_cur_skipped && st_test_no_skip()) {                    \
+            st_t_fail++;                                                       \
+            printf("[ FAIL ] %s (skipped; ST_TEST_NO_SKIP=1 makes a skip a "    \
+                   "failure)\n", #fn);                                         \
         } else if (st_t_cur_skipped) {                                         \
             st_t_skip++;                                                       \
             printf("[ SKIP ] %s\n", #fn);                                      \

@@ -26,8 +26,20 @@
  *     t_blk, t_row) and weights / momentum bit for bit, identical stats,
  *     also with a 7-candidate regrow window; then an epoch on the evolved
  *     topology (cuSPARSE plans refreshed);
+ *   - which kernels ran: describe()'s "gpu_kernels" must equal the text the
+ *     documented choice rules give (no silent fallback from cuSPARSE to
+ *     the own kernels), with and without the ST_GPU_FWD / BWD / SDDMM and
+ *     ST_GPU_SPMM_ALG overrides, each override also trained against the CPU;
+ *   - a stop inside an epoch, a new backend from the synced model (what
+ *     --resume does) and the rest of the epoch, then an evolution and an
+ *     epoch: bit for bit the uninterrupted GPU run (m = 1 on CSR_ALG3,
+ *     m = 4 on the block kernels);
+ *   - ST_GPU_SYNC_CHECK=1: training still agrees, and a planted illegal
+ *     address (in a child process) is reported by the launch that caused it;
  *   - the out-of-memory message and describe()'s JSON members.
- * ST_GPU_TEST_SHORT=1 runs a reduced device part (for compute-sanitizer).
+ * ST_GPU_TEST_SHORT=1 runs a reduced device part (for compute-sanitizer):
+ * the tests it leaves out are not run at all (so ST_TEST_NO_SKIP=1, which
+ * makes a skip a failure, applies to the ones it runs).
  *
  * Legend: B batch, ld batch stride, I / O in / out features, m motif size,
  * bi x bo block shape, nb blocks, nnz stored weights. Host buffers unless
@@ -39,6 +51,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "common.h"
@@ -585,11 +598,14 @@ static void test_device_count_path(void)
 
 #ifdef ST_HAVE_CUDA
 
-static int short_mode(void)
+static int env_set(const char *name)
 {
-    const char *s = getenv("ST_GPU_TEST_SHORT");
+    const char *s = getenv(name);
     return s && *s && strcmp(s, "0") != 0;
 }
+
+static int short_mode(void) { return env_set("ST_GPU_TEST_SHORT"); }
+static int no_fallback(void) { return env_set("ST_GPU_NO_FALLBACK"); }
 
 #define SKIP_WITHOUT_DEVICE()                                                               \
     do {                                                                                    \
@@ -758,6 +774,10 @@ static int check_layer_ops(st_gpu_ctx *ctx, st_layer *H, int l, int n_layers, in
                                   l + 1, NULL, err);
             if (rc > 0 && bsr) { /* BSR of this block shape not offered: note it */
                 printf("      %s: not supported here (%s)\n", label, err);
+                if (no_fallback()) {
+                    printf("      ST_GPU_NO_FALLBACK=1: that is a failure\n");
+                    bad++;
+                }
                 continue;
             }
             if (rc == 0)
@@ -779,7 +799,8 @@ static int check_layer_ops(st_gpu_ctx *ctx, st_layer *H, int l, int n_layers, in
 
     /* Backward delta into this layer's input (a hidden layer when l > 0). */
     if (l > 0) {
-        static const st_activation acts[] = {ST_ACT_RELU, ST_ACT_ALLRELU, ST_ACT_TANH};
+        static const st_activation acts[] = {ST_ACT_RELU, ST_ACT_ALLRELU, ST_ACT_SIGMOID,
+                                             ST_ACT_TANH};
         for (size_t ai = 0; ai < sizeof acts / sizeof acts[0]; ai++)
             for (int masked = 0; masked <= 1; masked++) {
                 cpu_layer_backward_delta(H, dout, zin, masked ? mask : NULL, acts[ai], l, dc, ld);
@@ -970,6 +991,33 @@ static int check_elementwise(st_gpu_ctx *ctx, int B, int ld)
         bad++;
     }
     bad += compare_floats("softmax delta", dg, dc, K * ld, 1e-7, 1e-6) > 0;
+    /* Labels outside 0..K-1 (K and -1): never an index (z has rows beyond
+     * K here, so a read would go unnoticed but for the result); the loss
+     * is NaN, the deltas finite. */
+    if (B >= 2) {
+        y[0] = (int32_t)K;
+        y[B - 1] = -1;
+        ST_CUDA_CHECK(cudaMemcpy(d_y, y, sizeof(int32_t) * (size_t)B, cudaMemcpyHostToDevice));
+        dev_memset(d_loss, 0, sizeof(double));
+        dev_memset(d_ok, 0, sizeof(unsigned long long));
+        if (st_gpu_softmax_xent(d_z, d_y, (int)K, B, ld, d_d, d_loss, d_ok, s, err)) {
+            printf("      %s\n", err);
+            bad++;
+        }
+        dev_download(&loss_g, d_loss, sizeof loss_g);
+        dev_download(dg, d_d, sizeof(float) * (size_t)(K * ld));
+        if (!isnan(loss_g)) {
+            printf("      softmax with labels %d and -1: loss %.9g, want NaN\n", (int)K, loss_g);
+            bad++;
+        }
+        int64_t nonfinite = 0;
+        for (int64_t e = 0; e < K * ld; e++)
+            nonfinite += !isfinite(dg[e]);
+        if (nonfinite) {
+            printf("      softmax with bad labels: %lld non-finite deltas\n", (long long)nonfinite);
+            bad++;
+        }
+    }
     cudaFree(d_z);
     cudaFree(d_m);
     cudaFree(d_a);
@@ -1104,8 +1152,6 @@ static void test_gpu_ops_m1(void)
 static void test_gpu_ops_m2(void)
 {
     SKIP_WITHOUT_DEVICE();
-    if (short_mode())
-        ST_SKIP("ST_GPU_TEST_SHORT: m = 2 left out");
     run_ops(&nets_sparse_out, 2);
     run_ops(&nets_dense_out, 2);
 }
@@ -1120,8 +1166,6 @@ static void test_gpu_ops_m4(void)
 static void test_gpu_ops_m8(void)
 {
     SKIP_WITHOUT_DEVICE();
-    if (short_mode())
-        ST_SKIP("ST_GPU_TEST_SHORT: m = 8 left out");
     run_ops(&nets_sparse_out, 8);
     run_ops(&nets_dense_out, 8);
 }
@@ -1257,6 +1301,88 @@ static int compare_epoch(st_backend *cb, st_backend *gb, int epoch, const char *
     return bad;
 }
 
+/* ---- which kernels ran ---------------------------------------------------- */
+
+/* The "gpu_kernels" text the backend must report for model M under the
+ * choice rules of kernels/backend_gpu.cu, with the overrides fwd, bwd,
+ * sddmm (variant names) and alg (ST_GPU_SPMM_ALG name); NULL: not set. */
+static void expected_kernels(const st_model *M, const char *fwd, const char *bwd,
+                             const char *sddmm, const char *alg, char *out, size_t n)
+{
+    out[0] = '\0';
+    for (int l = 0; l < M->n_layers; l++) {
+        const st_layer *L = &M->layers[l];
+        size_t used = strlen(out);
+        if (L->dense) {
+            snprintf(out + used, n - used, "%sL%d dense=cublas", used ? "; " : "", l + 1);
+            continue;
+        }
+        const int blk = st_gpu_block_supported(L->bi, L->bo);
+        const int one = L->bi == 1 && L->bo == 1;
+        const char *f = fwd ? fwd : "auto";
+        if (!strcmp(f, "auto"))
+            f = one ? "cusparse" : (blk ? "block" : "row");
+        if (!strcmp(f, "cusparse") && L->bi != L->bo)
+            f = blk ? "block" : "row";
+        if (!strcmp(f, "block") && !blk)
+            f = "row";
+        char fn[64];
+        if (!strcmp(f, "cusparse") && one)
+            snprintf(fn, sizeof fn, "cusparse-csr(%s)", alg ? alg : "csr3");
+        else if (!strcmp(f, "cusparse"))
+            snprintf(fn, sizeof fn, "cusparse-bsr");
+        else
+            snprintf(fn, sizeof fn, "%s", f);
+        const char *b = (bwd && !strcmp(bwd, "row")) || !blk ? "row" : "block";
+        const char *g = (sddmm && !strcmp(sddmm, "row")) || !blk ? "row" : "block";
+        snprintf(out + used, n - used, "%sL%d fwd=%s bwd=%s sddmm=%s", used ? "; " : "", l + 1,
+                 fn, b, g);
+    }
+}
+
+/* describe()'s "gpu_kernels" value and "gpu_fallbacks" count. */
+static void backend_kernels(st_backend *gb, char *out, size_t n, int *fallbacks)
+{
+    char desc[4096];
+    gb->ops->describe(gb, desc, sizeof desc);
+    out[0] = '\0';
+    *fallbacks = -1;
+    const char *k = strstr(desc, "\"gpu_kernels\": \"");
+    if (k) {
+        k += strlen("\"gpu_kernels\": \"");
+        size_t len = strcspn(k, "\"");
+        snprintf(out, n, "%.*s", (int)(len < n ? len : n - 1), k);
+    }
+    const char *f = strstr(desc, "\"gpu_fallbacks\": ");
+    if (f)
+        *fallbacks = atoi(f + strlen("\"gpu_fallbacks\": "));
+}
+
+/* 0 when the backend ran exactly the expected kernels; else prints both. */
+static int check_kernels(st_backend *gb, const st_model *M, const char *fwd, const char *bwd,
+                         const char *sddmm, const char *alg, const char *what)
+{
+    char want[1024], got[1024];
+    int fallbacks;
+    expected_kernels(M, fwd, bwd, sddmm, alg, want, sizeof want);
+    backend_kernels(gb, got, sizeof got, &fallbacks);
+    if (strcmp(want, got) != 0 || fallbacks != 0) {
+        printf("      %s: kernels \"%s\" (%d fallbacks), want \"%s\" (0 fallbacks)\n", what, got,
+               fallbacks, want);
+        return 1;
+    }
+    return 0;
+}
+
+/* Set or unset (value NULL) an environment variable. */
+static void set_env(const char *name, const char *value)
+{
+    if (value)
+        setenv(name, value, 1);
+    else
+        unsetenv(name);
+}
+
 /* One epoch of each configuration on both backends. */
 static void run_epoch(int m, double eps, double dropout, st_activation act)
 {
@@ -1286,7 +1412,8 @@ static void run_epoch(int m, double eps, double dropout, st_activation act)
         snprintf(what, sizeof what, "m=%d eps %g dropout %g %s", m, eps, dropout,
                  st_activation_names[act]);
         printf("    %s: %s\n", what, strstr(desc, "\"gpu_kernels\"") ? strstr(desc, "\"gpu_kernels\"") : desc);
-        int bad = compare_epoch(cb, gb, 1, what);
+        int bad = check_kernels(gb, &B, NULL, NULL, NULL, NULL, what);
+        bad += compare_epoch(cb, gb, 1, what);
         bad += compare_epoch(cb, gb, 2, what);
         ST_EXPECT(bad == 0, "%s: %d differences after training", what, bad);
     }
@@ -1353,6 +1480,8 @@ static void run_evolve(int m, double eps, const char *window)
     ST_EXPECT(cb && gb, "backend create: %s", err);
     int bad = 0;
     snprintf(what, sizeof what, "m=%d eps %g window %s", m, eps, window ? window : "default");
+    if (gb) /* m = 1: the default CSR_ALG3 plan, refreshed by each evolution */
+        bad += check_kernels(gb, &B, NULL, NULL, NULL, NULL, what);
     for (int epoch = 1; cb && gb && epoch <= 2; epoch++) {
         st_evolve_stats sc[3], sg[3];
         if (cb->ops->evolve(cb, epoch, sc, err) || gb->ops->evolve(gb, epoch, sg, err) ||
@@ -1398,6 +1527,293 @@ static void test_gpu_evolve(void)
         run_evolve(ms[i], 6.0, NULL);  /* sparse output layer (bo = 1 blocks) */
         run_evolve(ms[i], 10.0, "7");  /* dense output, many small windows   */
     }
+}
+
+/* The kernel overrides: each one reported as the rules say and trained
+ * (one epoch) against the CPU; bad values are sentences. */
+static void run_override(int m, double eps, const char *fwd, const char *bwd, const char *sddmm,
+                         const char *alg)
+{
+    char err[ST_ERRLEN], what[160];
+    st_dataset ds;
+    make_dataset(&ds, 64, 10);
+    st_config cfg;
+    config_defaults(&cfg);
+    cfg.batch = 60;
+    cfg.dropout = 0.3;
+    cfg.activation = ST_ACT_TANH;
+    cfg.lr = 0.05;
+    cfg.quiet = 1;
+    cfg.seed = 31;
+    const int32_t sizes[] = {64, 96, 80, 10};
+    st_model A, B;
+    if (model_init(&A, sizes, 3, m, eps, 31, err) || model_init(&B, sizes, 3, m, eps, 31, err)) {
+        ST_EXPECT(0, "model_init: %s", err);
+        return;
+    }
+    snprintf(what, sizeof what, "m=%d eps %g ST_GPU_FWD=%s BWD=%s SDDMM=%s SPMM_ALG=%s", m, eps,
+             fwd ? fwd : "-", bwd ? bwd : "-", sddmm ? sddmm : "-", alg ? alg : "-");
+    set_env("ST_GPU_FWD", fwd);
+    set_env("ST_GPU_BWD", bwd);
+    set_env("ST_GPU_SDDMM", sddmm);
+    set_env("ST_GPU_SPMM_ALG", alg);
+    st_backend *cb = backend_cpu_create(&A, &ds, &cfg, err);
+    st_backend *gb = cb ? backend_gpu_create(&B, &ds, &cfg, err) : NULL;
+    unsetenv("ST_GPU_FWD");
+    unsetenv("ST_GPU_BWD");
+    unsetenv("ST_GPU_SDDMM");
+    unsetenv("ST_GPU_SPMM_ALG");
+    ST_EXPECT(cb && gb, "%s: backend create: %s", what, err);
+    if (cb && gb) {
+        int bad = check_kernels(gb, &B, fwd, bwd, sddmm, alg, what);
+        bad += compare_epoch(cb, gb, 1, what);
+        printf("    %s: %s\n", what, bad ? "differs" : "agrees with the CPU");
+        ST_EXPECT(bad == 0, "%s: %d differences", what, bad);
+    }
+    if (cb)
+        cb->ops->destroy(cb);
+    if (gb)
+        gb->ops->destroy(gb);
+    model_free(&A);
+    model_free(&B);
+    dataset_free(&ds);
+}
+
+static void test_gpu_overrides(void)
+{
+    SKIP_WITHOUT_DEVICE();
+    static const char *algs[] = {"csr3", "csr1", "csr2", "default"};
+    for (size_t i = 0; i < sizeof algs / sizeof algs[0]; i++)
+        run_override(1, 6.0, NULL, NULL, NULL, algs[i]);
+    run_override(1, 6.0, "row", NULL, NULL, NULL);
+    run_override(1, 6.0, "cusparse", "row", "row", "csr1");
+    for (int m = 2; m <= 8; m *= 2) {
+        run_override(m, 6.0, "cusparse", NULL, NULL, NULL); /* BSR on square blocks */
+        run_override(m, 10.0, "row", "row", "row", NULL);
+        run_override(m, 6.0, "block", "row", NULL, NULL);
+        run_override(m, 6.0, NULL, NULL, "row", NULL);
+    }
+    /* Bad values: one sentence naming the variable, no backend. */
+    static const struct {
+        const char *name, *value, *want;
+    } bad[] = {{"ST_GPU_FWD", "fastest", "ST_GPU_FWD=fastest: expected auto, cusparse, row or block"},
+               {"ST_GPU_BWD", "cusparse", "ST_GPU_BWD=cusparse: expected auto, row or block"},
+               {"ST_GPU_SDDMM", "tiles", "ST_GPU_SDDMM=tiles: expected auto, row or block"},
+               {"ST_GPU_SPMM_ALG", "csr4", "ST_GPU_SPMM_ALG=csr4: expected csr3, csr1, csr2 or default"}};
+    char err[ST_ERRLEN];
+    st_dataset ds;
+    make_dataset(&ds, 64, 10);
+    st_config cfg;
+    config_defaults(&cfg);
+    cfg.batch = 60;
+    cfg.quiet = 1;
+    const int32_t sizes[] = {64, 96, 80, 10};
+    st_model M;
+    ST_EXPECT(model_init(&M, sizes, 3, 1, 6.0, 1, err) == 0, "%s", err);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        setenv(bad[i].name, bad[i].value, 1);
+        err[0] = '\0';
+        st_backend *gb = backend_gpu_create(&M, &ds, &cfg, err);
+        unsetenv(bad[i].name);
+        ST_EXPECT(gb == NULL && strstr(err, bad[i].want) != NULL, "%s=%s: message '%s'",
+                  bad[i].name, bad[i].value, err);
+        if (gb)
+            gb->ops->destroy(gb);
+    }
+    model_free(&M);
+    dataset_free(&ds);
+}
+
+/* Bit-for-bit equality of two models (topology, weights, momentum, biases). */
+static int models_identical(const st_model *A, const st_model *B, const char *what)
+{
+    int bad = 0;
+    for (int l = 0; l < A->n_layers; l++) {
+        char label[128];
+        snprintf(label, sizeof label, "%s layer %d", what, l + 1);
+        bad += compare_layers_exact(&A->layers[l], &B->layers[l], label);
+        if (memcmp(A->layers[l].bias, B->layers[l].bias, sizeof(float) * (size_t)A->layers[l].n_out) ||
+            memcmp(A->layers[l].vbias, B->layers[l].vbias,
+                   sizeof(float) * (size_t)A->layers[l].n_out)) {
+            printf("      %s: biases differ\n", label);
+            bad++;
+        }
+    }
+    return bad;
+}
+
+/* Stop inside epoch 1 after the first batch, sync the model, make a new
+ * backend from it (what a checkpoint and --resume do), finish the epoch
+ * from the sample where it stopped; then evolve and train epoch 2. Every
+ * weight must equal the uninterrupted GPU run's bit for bit (the GPU path
+ * is deterministic: no atomics, CSR_ALG3 for m = 1), the loss sums within
+ * the rounding of adding two partial sums, the correct counts exactly. */
+static void run_stop_resume(int m, double dropout)
+{
+    char err[ST_ERRLEN], what[96];
+    st_dataset ds;
+    make_dataset(&ds, 64, 10);
+    st_config cfg;
+    config_defaults(&cfg);
+    cfg.batch = 60;
+    cfg.dropout = dropout;
+    cfg.lr = 0.05;
+    cfg.quiet = 1;
+    cfg.seed = 5;
+    const int32_t sizes[] = {64, 96, 80, 10};
+    st_model A, B;
+    snprintf(what, sizeof what, "m=%d dropout %g stop/resume", m, dropout);
+    if (model_init(&A, sizes, 3, m, 6.0, 5, err) || model_init(&B, sizes, 3, m, 6.0, 5, err)) {
+        ST_EXPECT(0, "model_init: %s", err);
+        return;
+    }
+    const int64_t n = ds.n_train;
+    int64_t *perm = xmalloc(sizeof(int64_t) * (size_t)n);
+    st_backend *ga = backend_gpu_create(&A, &ds, &cfg, err);
+    st_backend *gb = ga ? backend_gpu_create(&B, &ds, &cfg, err) : NULL;
+    ST_EXPECT(ga && gb, "%s: backend create: %s", what, err);
+    int bad = 0;
+    if (ga && gb) {
+        bad += check_kernels(gb, &B, NULL, NULL, NULL, NULL, what);
+        volatile int go = 0, stop = 1;
+        double la = 0, lb = 0;
+        int64_t ca = 0, cb = 0, done_a = 0, done_b = 0;
+        train_shuffle(cfg.seed, 1, n, perm);
+        if (ga->ops->train_epoch(ga, 1, perm, n, 0, &go, &done_a, &la, &ca, err) ||
+            gb->ops->train_epoch(gb, 1, perm, n, 0, &stop, &done_b, &lb, &cb, err) ||
+            gb->ops->sync_model(gb, err)) {
+            printf("      %s: %s\n", what, err);
+            bad++;
+        } else if (done_b != cfg.batch || done_a != n) {
+            printf("      %s: the stopped epoch did %lld samples (want %d), the whole one %lld\n",
+                   what, (long long)done_b, cfg.batch, (long long)done_a);
+            bad++;
+        } else {
+            gb->ops->destroy(gb); /* the model B holds everything a checkpoint holds */
+            gb = backend_gpu_create(&B, &ds, &cfg, err);
+            int64_t done2 = 0;
+            if (!gb || gb->ops->train_epoch(gb, 1, perm, n, done_b, &go, &done2, &lb, &cb, err)) {
+                printf("      %s: resume: %s\n", what, err);
+                bad++;
+            } else if (done2 != n) {
+                printf("      %s: resumed epoch ended at %lld of %lld\n", what, (long long)done2,
+                       (long long)n);
+                bad++;
+            } else {
+                if (!st_close(lb, la, 1e-9, 1e-9) || ca != cb) {
+                    printf("      %s: epoch 1 loss %.12g vs %.12g, correct %lld vs %lld\n", what,
+                           lb, la, (long long)cb, (long long)ca);
+                    bad++;
+                }
+                st_evolve_stats sa[3], sb[3];
+                double l2a = 0, l2b = 0;
+                int64_t c2a = 0, c2b = 0, d2a = 0, d2b = 0;
+                train_shuffle(cfg.seed, 2, n, perm);
+                if (ga->ops->evolve(ga, 1, sa, err) || gb->ops->evolve(gb, 1, sb, err) ||
+                    ga->ops->train_epoch(ga, 2, perm, n, 0, &go, &d2a, &l2a, &c2a, err) ||
+                    gb->ops->train_epoch(gb, 2, perm, n, 0, &go, &d2b, &l2b, &c2b, err) ||
+                    ga->ops->sync_model(ga, err) || gb->ops->sync_model(gb, err)) {
+                    printf("      %s: epoch 2: %s\n", what, err);
+                    bad++;
+                } else {
+                    if (l2a != l2b || c2a != c2b) {
+                        printf("      %s: epoch 2 loss %.12g vs %.12g, correct %lld vs %lld\n",
+                               what, l2b, l2a, (long long)c2b, (long long)c2a);
+                        bad++;
+                    }
+                    bad += models_identical(&A, &B, what);
+                }
+            }
+        }
+    }
+    printf("    %s: %s\n", what, bad ? "differs" : "identical to the uninterrupted run");
+    ST_EXPECT(bad == 0, "%s: %d differences", what, bad);
+    if (ga)
+        ga->ops->destroy(ga);
+    if (gb)
+        gb->ops->destroy(gb);
+    free(perm);
+    model_free(&A);
+    model_free(&B);
+    dataset_free(&ds);
+}
+
+static void test_gpu_stop_resume(void)
+{
+    SKIP_WITHOUT_DEVICE();
+    run_stop_resume(1, 0.3);
+    run_stop_resume(4, 0.3);
+    if (!short_mode())
+        run_stop_resume(2, 0.0);
+}
+
+/* ST_GPU_SYNC_CHECK=1: the switch reads as set, training agrees with the
+ * CPU as without it, and (outside the short mode, in a child process so
+ * the broken context dies with it) a forward whose column index points far
+ * outside the input fails at that launch with the kernel's name. */
+static void test_gpu_sync_check(void)
+{
+    SKIP_WITHOUT_DEVICE();
+    const char *old = getenv("ST_GPU_SYNC_CHECK");
+    char keep[64];
+    snprintf(keep, sizeof keep, "%s", old ? old : "");
+    setenv("ST_GPU_SYNC_CHECK", "1", 1);
+    ST_EXPECT(st_gpu_sync_check() == 1, "ST_GPU_SYNC_CHECK=1 not seen");
+    run_epoch(1, 6.0, 0.3, ST_ACT_RELU);
+    run_epoch(4, 10.0, 0.3, ST_ACT_TANH);
+    set_env("ST_GPU_SYNC_CHECK", old ? keep : NULL);
+    if (short_mode())
+        return; /* compute-sanitizer would (rightly) report the planted fault */
+    char self[1024], cmd[1100];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    ST_EXPECT(n > 0, "readlink /proc/self/exe failed");
+    if (n <= 0)
+        return;
+    self[n] = '\0';
+    snprintf(cmd, sizeof cmd, "'%s' --planted-fault 2>&1", self);
+    FILE *p = popen(cmd, "r");
+    ST_EXPECT(p != NULL, "popen failed");
+    if (!p)
+        return;
+    char out[4096] = "";
+    size_t len = fread(out, 1, sizeof out - 1, p);
+    out[len] = '\0';
+    int status = pclose(p);
+    printf("    planted fault: %s", out);
+    ST_EXPECT(status == 0, "the child reported: %s", out);
+    ST_EXPECT(strstr(out, "kernel fwd_row_kernel failed at") != NULL &&
+                  strstr(out, "ST_GPU_SYNC_CHECK") != NULL,
+              "the fault was not named at its launch: %s", out);
+}
+
+/* The child of test_gpu_sync_check: a ROW forward over a layer whose first
+ * column index is 2^30 (an address 32 GiB past the input). Prints the
+ * launcher's message; exits 0 when the launch itself reported it. */
+static int planted_fault_child(void)
+{
+    char err[ST_ERRLEN] = "";
+    setenv("ST_GPU_SYNC_CHECK", "1", 1);
+    const int32_t sizes[] = {64, 32};
+    st_model M;
+    if (model_init(&M, sizes, 1, 1, 4.0, 3, err)) {
+        printf("model_init: %s\n", err);
+        return 1;
+    }
+    st_gpu_layer G;
+    st_gpu_ctx ctx;
+    if (st_gpu_ctx_init(&ctx, err) || st_gpu_layer_create(&G, &M.layers[0], 1, NULL, err)) {
+        printf("%s\n", err);
+        return 1;
+    }
+    const int ld = 8;
+    float *d_a = dev_upload(NULL, sizeof(float) * 64 * ld);
+    float *d_z = dev_upload(NULL, sizeof(float) * 32 * ld);
+    const int32_t far = 1 << 30;
+    ST_CUDA_CHECK(cudaMemcpy(G.col_idx, &far, sizeof far, cudaMemcpyHostToDevice));
+    ST_CUDA_CHECK(cudaDeviceSynchronize());
+    int rc = st_gpu_forward_sparse(ST_GPU_VAR_ROW, &G, d_a, d_z, ld, ctx.stream, err);
+    printf("%s\n", rc ? err : "the launch reported nothing");
+    return rc ? 0 : 1;
 }
 
 /* The out-of-memory sentence, and describe()'s members. */
@@ -1476,8 +1892,14 @@ static int selected(const char *name)
             ST_RUN(fn);                                                                     \
     } while (0)
 
-int main(void)
+int main(int argc, char **argv)
 {
+#ifdef ST_HAVE_CUDA
+    if (argc == 2 && !strcmp(argv[1], "--planted-fault"))
+        return planted_fault_child();
+#endif
+    (void)argc;
+    (void)argv;
     ST_RUN(test_dropout_group_matches_cpu);
     ST_RUN(test_prune_keys_order);
     ST_RUN(test_row_and_ptr_helpers);
@@ -1486,11 +1908,20 @@ int main(void)
 #ifdef ST_HAVE_CUDA
     RUN_SELECTED(test_gpu_elementwise_ops);
     RUN_SELECTED(test_gpu_ops_m1);
-    RUN_SELECTED(test_gpu_ops_m2);
+    if (short_mode())
+        printf("ST_GPU_TEST_SHORT: test_gpu_ops_m2, test_gpu_ops_m8 and test_gpu_overrides are "
+               "not run\n");
+    else
+        RUN_SELECTED(test_gpu_ops_m2);
     RUN_SELECTED(test_gpu_ops_m4);
-    RUN_SELECTED(test_gpu_ops_m8);
+    if (!short_mode())
+        RUN_SELECTED(test_gpu_ops_m8);
     RUN_SELECTED(test_gpu_epoch);
     RUN_SELECTED(test_gpu_evolve);
+    if (!short_mode())
+        RUN_SELECTED(test_gpu_overrides);
+    RUN_SELECTED(test_gpu_stop_resume);
+    RUN_SELECTED(test_gpu_sync_check);
     RUN_SELECTED(test_gpu_messages);
 #else
     (void)selected;
