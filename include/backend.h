@@ -54,6 +54,39 @@ struct st_backend {
  * with err when the backend cannot run here (e.g. no CUDA device). */
 st_backend *backend_cpu_create(st_model *model, const st_dataset *data, const st_config *cfg,
                                char *err);
+/* --- CPU backend: data-parallel batches (docs: /work/notes/cpu_backend_api.md) ---
+ * A batch runs as: gradients of this process's shard of the batch into one
+ * flat buffer -> the reduce hook on that buffer (e.g. an MPI all-reduce
+ * sum) -> the momentum / weight-decay update from the buffer.
+ * Buffer layout (backend_cpu_grad_size floats): for each layer l = 0..L-1
+ * in order, its nnz weight gradients in storage order (block-CSR blocks,
+ * each bo x bi row-major; dense layers (O, I) row-major), then its n_out
+ * bias gradients. The gradients are sums over the shard's samples of the
+ * batch-mean loss's terms (each delta is divided by the whole batch size),
+ * so the sum over all shards is the whole batch's gradient. */
+typedef int (*st_grad_reduce_fn)(float *grad, int64_t n, void *ctx);
+
+int64_t backend_cpu_grad_size(const st_backend *b);
+/* From now on train_epoch runs every batch of B samples as shard `shard`
+ * of `shards`: samples [B shard / shards, B (shard + 1) / shards) of the
+ * batch, then fn(grad, n, ctx) when fn is not NULL (non-zero: the epoch
+ * fails), then the update. shards 1 with fn NULL restores the fused path
+ * (gradients applied as they are summed, no buffer). loss_sum and correct
+ * of train_epoch then count this shard's samples only. The model and data
+ * must be the same on every shard (same seed). Returns 0, or -1 with err. */
+int backend_cpu_set_data_parallel(st_backend *b, int shard, int shards, st_grad_reduce_fn fn,
+                                  void *ctx, char *err);
+/* The pieces, for callers that run their own loop: gradients of the samples
+ * rows[lo..hi) of a batch of n_batch samples rows[0..n_batch) (batch
+ * batch_index of epoch: the dropout stream) into grad (grad_size floats,
+ * zeros for an empty shard); adds the shard's loss and correct count.
+ * Returns 0, or -1 with err. */
+int backend_cpu_batch_grad(st_backend *b, int epoch, int batch_index, const int64_t *rows,
+                           int n_batch, int lo, int hi, float *grad, double *loss_sum,
+                           int64_t *correct, char *err);
+/* Momentum / weight-decay step of every layer from a gradient buffer. */
+void backend_cpu_apply_grad(st_backend *b, const float *grad);
+
 #ifdef ST_HAVE_CUDA
 st_backend *backend_gpu_create(st_model *model, const st_dataset *data, const st_config *cfg,
                                char *err);

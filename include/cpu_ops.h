@@ -7,7 +7,10 @@
  * are zero), I / O a layer's in / out features. x is (I, ld) means row i of
  * x, x[i*ld .. i*ld+ld), holds feature i for every sample. All host memory.
  * Every row is reduced sequentially by one thread, so results do not depend
- * on the thread count. */
+ * on the thread count. Sparse layers run register-blocked kernels whose
+ * block shape is known at compile time (1x1, 2x2, 4x4, 8x8 and the output
+ * layer's m x 1) and a generic path for other shapes, with the same
+ * summation order, so the two give identical bits. */
 #ifndef ST_CPU_OPS_H
 #define ST_CPU_OPS_H
 
@@ -19,6 +22,24 @@ extern "C" {
 
 /* z (O, ld) = W^T a + bias; a is (I, ld). */
 void cpu_layer_forward(const st_layer *L, const float *a, float *z, int ld);
+
+/* Dropout of one batch (see cpu_dropout_mask): the mask's column j is
+ * column col0 + j of the batch (a shard of a batch starts at col0), B real
+ * columns from there. */
+typedef struct {
+    uint64_t seed;
+    int epoch, batch_index;
+    float rate;
+    int col0, B;
+} cpu_dropout_spec;
+
+/* z (O, ld) = W^T a + bias and, when a_out is not NULL (a hidden layer),
+ * a_out = f(z) * mask in the same pass over the rows. dp not NULL: the mask
+ * rows of hidden layer `hidden` are drawn into mask first (n_out, ld); dp
+ * NULL: mask (or NULL, no dropout) is used as given. One parallel region. */
+void cpu_layer_forward_act(const st_layer *L, const float *a, float *z, float *a_out,
+                           st_activation act, int hidden, const cpu_dropout_spec *dp,
+                           float *mask, int ld);
 
 /* Whole-network forward pass: for l = 1..L, z[l] (n_l, ld) = W_l^T a[l-1]
  * + b_l and, for hidden layers, a[l] = f(z[l]) * mask[l] (mask NULL: no
@@ -42,6 +63,10 @@ float st_activation_value(st_activation act, int hidden, float z);
  * delta may be NULL (evaluation). */
 void cpu_softmax_xent(const float *z, const int32_t *y, int K, int B, int ld, float *delta,
                       double *loss_sum, int64_t *correct);
+/* The same with delta = (softmax - onehot) / scale_n: a shard of B samples
+ * of a batch of scale_n. */
+void cpu_softmax_xent_scaled(const float *z, const int32_t *y, int K, int B, int ld, int scale_n,
+                             float *delta, double *loss_sum, int64_t *correct);
 
 /* delta_in (I, ld) = (W delta_out) * f'(z_in) * mask_in, one input motif at a
  * time through the transposed index (no atomics). mask_in may be NULL. */
@@ -60,6 +85,13 @@ void cpu_layer_grad(const st_layer *L, const float *a_in, const float *delta_out
 void cpu_layer_update(st_layer *L, const float *gw, const float *gb, float lr, float mu,
                       float wd);
 
+/* cpu_layer_grad then cpu_layer_update, fused for a sparse layer: each
+ * weight's gradient is applied as soon as it is summed (no gradient array);
+ * the result equals the two calls bit for bit. A dense layer uses the two
+ * calls with scratch_gw (nnz) and scratch_gb (n_out). */
+void cpu_layer_grad_update(st_layer *L, const float *a_in, const float *delta_out, int ld,
+                           float lr, float mu, float wd, float *scratch_gw, float *scratch_gb);
+
 /* Dropout mask from Philox: element (o, b) of hidden layer `hidden` in batch
  * batch_index of `epoch` takes 16-bit lane b % 8 (low half of word (b%8)/2
  * first) of st_rand(seed, DROPOUT, hidden, o, (batch_index << 9) | b / 8,
@@ -68,6 +100,16 @@ void cpu_layer_update(st_layer *L, const float *gw, const float *gb, float lr, f
  * batches per epoch. mask is (n, ld); padding columns get 0. */
 void cpu_dropout_mask(uint64_t seed, int hidden, int epoch, int batch_index, float rate,
                       float *mask, int64_t n, int B, int ld);
+/* The same for a shard: mask column j is batch column col0 + j, B real
+ * columns (the shard's samples); the values equal cpu_dropout_mask's
+ * columns col0 .. col0 + B - 1 of the whole batch. */
+void cpu_dropout_mask_at(uint64_t seed, int hidden, int epoch, int batch_index, float rate,
+                         float *mask, int64_t n, int col0, int B, int ld);
+
+/* Tests: 1 makes every sparse layer take the generic (runtime block shape)
+ * path instead of the register-blocked kernels for 1x1, 2x2, 4x4, 8x8 and
+ * m x 1; both give bit-identical results. Not for use while kernels run. */
+void cpu_ops_force_generic(int on);
 
 #ifdef __cplusplus
 }

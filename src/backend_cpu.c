@@ -8,6 +8,8 @@
 #define _GNU_SOURCE
 #include <omp.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "backend.h"
 #include "common.h"
@@ -18,6 +20,12 @@ typedef struct {
     float **z, **a, **delta, **mask; /* index 0..L (a[0] is the input batch) */
     float *gw, *gb;                  /* largest nnz / largest n_out          */
     int32_t *ybuf;                   /* B labels                             */
+    /* data-parallel batches (backend_cpu_set_data_parallel) */
+    st_grad_reduce_fn reduce;
+    void *reduce_ctx;
+    int shard, shards;
+    float *grad;                     /* flat gradient buffer, grad_n floats  */
+    int64_t grad_n;
 } cpu_impl;
 
 static int round8(int b) { return (b + 7) / 8 * 8; }
@@ -36,47 +44,154 @@ static void gather_batch(const float *x, int64_t d, const int64_t *rows, int B, 
     }
 }
 
-/* Forward pass over the batch in a[0]; dropout masks drawn when train is set. */
-static void forward(st_backend *be, int train, int epoch, int batch_index, int B)
+/* Forward pass over the B samples in a[0]; dropout masks drawn when train
+ * is set (mask column j is batch column col0 + j). */
+static void forward(st_backend *be, int train, int epoch, int batch_index, int col0, int B)
 {
     cpu_impl *c = be->impl;
     const st_model *m = be->model;
     const st_config *cfg = be->cfg;
     const int masked = train && cfg->dropout > 0;
-    if (masked)
-        for (int l = 1; l < m->n_layers; l++)
-            cpu_dropout_mask(cfg->seed, l, epoch, batch_index, (float)cfg->dropout, c->mask[l],
-                             m->sizes[l], B, c->ld);
-    cpu_model_forward(m, cfg->activation, c->z, c->a, masked ? c->mask : NULL, c->ld);
+    const cpu_dropout_spec dp = {cfg->seed, epoch, batch_index, (float)cfg->dropout, col0, B};
+    for (int l = 0; l < m->n_layers; l++) {
+        const int hid = l + 1 < m->n_layers;
+        cpu_layer_forward_act(&m->layers[l], c->a[l], c->z[l + 1], hid ? c->a[l + 1] : NULL,
+                              cfg->activation, l + 1, hid && masked ? &dp : NULL,
+                              hid && masked ? c->mask[l + 1] : NULL, c->ld);
+    }
+}
+
+/* Labels of samples rows[0..B) into ybuf and their inputs into a[0]. */
+static void load_batch(st_backend *be, const int64_t *rows, int B)
+{
+    cpu_impl *c = be->impl;
+    gather_batch(be->data->x_train, be->data->d, rows, B, c->ld, c->a[0]);
+    for (int b = 0; b < B; b++)
+        c->ybuf[b] = be->data->y_train[rows[b]];
+}
+
+/* Forward and backward over B samples already loaded (columns col0 .. of a
+ * batch of n_batch); per layer, the gradient goes into grad (its layout:
+ * backend.h) or, grad NULL, is applied at once (fused SDDMM and update). */
+static void batch_pass(st_backend *be, int epoch, int batch_index, int col0, int B, int n_batch,
+                       float *grad, double *loss_sum, int64_t *correct)
+{
+    cpu_impl *c = be->impl;
+    st_model *m = be->model;
+    const st_config *cfg = be->cfg;
+    const int L = m->n_layers, K = m->sizes[L];
+    forward(be, 1, epoch, batch_index, col0, B);
+    cpu_softmax_xent_scaled(c->z[L], c->ybuf, K, B, c->ld, n_batch, c->delta[L], loss_sum,
+                            correct);
+    int64_t off = 0;
+    int64_t *offs = grad ? st_malloc(sizeof(int64_t) * (size_t)L, "offsets") : NULL;
+    for (int l = 0; grad && l < L; l++) {
+        offs[l] = off;
+        off += layer_nnz(&m->layers[l]) + m->layers[l].n_out;
+    }
+    for (int l = L - 1; l >= 0; l--) {
+        st_layer *Ly = &m->layers[l];
+        if (l > 0)
+            cpu_layer_backward_delta(Ly, c->delta[l + 1], c->z[l],
+                                     cfg->dropout > 0 ? c->mask[l] : NULL, cfg->activation, l,
+                                     c->delta[l], c->ld);
+        if (grad)
+            cpu_layer_grad(Ly, c->a[l], c->delta[l + 1], c->ld, grad + offs[l],
+                           grad + offs[l] + layer_nnz(Ly));
+        else
+            cpu_layer_grad_update(Ly, c->a[l], c->delta[l + 1], c->ld, (float)cfg->lr,
+                                  (float)cfg->momentum, (float)cfg->weight_decay, c->gw, c->gb);
+    }
+    free(offs);
+}
+
+int64_t backend_cpu_grad_size(const st_backend *be)
+{
+    int64_t n = 0;
+    for (int l = 0; l < be->model->n_layers; l++)
+        n += layer_nnz(&be->model->layers[l]) + be->model->layers[l].n_out;
+    return n;
+}
+
+int backend_cpu_batch_grad(st_backend *be, int epoch, int batch_index, const int64_t *rows,
+                           int n_batch, int lo, int hi, float *grad, double *loss_sum,
+                           int64_t *correct, char *err)
+{
+    if (lo < 0 || hi < lo || hi > n_batch || n_batch > be->cfg->batch) {
+        st_fail(err, "shard %d..%d of a batch of %d is out of range (batch size %d)", lo, hi,
+                n_batch, be->cfg->batch);
+        return -1;
+    }
+    if (hi == lo) { /* an empty shard adds nothing */
+        memset(grad, 0, sizeof(float) * (size_t)backend_cpu_grad_size(be));
+        return 0;
+    }
+    load_batch(be, rows + lo, hi - lo);
+    batch_pass(be, epoch, batch_index, lo, hi - lo, n_batch, grad, loss_sum, correct);
+    return 0;
+}
+
+void backend_cpu_apply_grad(st_backend *be, const float *grad)
+{
+    const st_config *cfg = be->cfg;
+    int64_t off = 0;
+    for (int l = 0; l < be->model->n_layers; l++) {
+        st_layer *Ly = &be->model->layers[l];
+        const int64_t nnz = layer_nnz(Ly);
+        cpu_layer_update(Ly, grad + off, grad + off + nnz, (float)cfg->lr, (float)cfg->momentum,
+                         (float)cfg->weight_decay);
+        off += nnz + Ly->n_out;
+    }
+}
+
+int backend_cpu_set_data_parallel(st_backend *be, int shard, int shards, st_grad_reduce_fn fn,
+                                  void *ctx, char *err)
+{
+    if (!be || !be->ops || strcmp(be->ops->name, "cpu") != 0) {
+        st_fail(err, "data-parallel batches need the cpu backend");
+        return -1;
+    }
+    if (shards < 1 || shard < 0 || shard >= shards) {
+        st_fail(err, "shard %d of %d is out of range", shard, shards);
+        return -1;
+    }
+    cpu_impl *c = be->impl;
+    c->shard = shard;
+    c->shards = shards;
+    c->reduce = fn;
+    c->reduce_ctx = ctx;
+    if ((fn || shards > 1) && !c->grad) {
+        c->grad_n = backend_cpu_grad_size(be);
+        c->grad = st_malloc(sizeof(float) * (size_t)c->grad_n, "gradient buffer");
+    }
+    return 0;
 }
 
 static int cpu_train_epoch(st_backend *be, int epoch, const int64_t *perm, int64_t n,
                            int64_t start, const volatile int *stop, int64_t *done,
                            double *loss_sum, int64_t *correct, char *err)
 {
-    (void)err;
     cpu_impl *c = be->impl;
-    st_model *m = be->model;
     const st_config *cfg = be->cfg;
-    const int L = m->n_layers, K = m->sizes[L];
+    const int split = c->reduce || c->shards > 1;
     int batch_index = (int)(start / cfg->batch);
     int64_t s = start;
     for (; s < n; s += cfg->batch, batch_index++) {
-        int B = (int)(n - s < cfg->batch ? n - s : cfg->batch);
-        gather_batch(be->data->x_train, be->data->d, perm + s, B, c->ld, c->a[0]);
-        for (int b = 0; b < B; b++)
-            c->ybuf[b] = be->data->y_train[perm[s + b]];
-        forward(be, 1, epoch, batch_index, B);
-        cpu_softmax_xent(c->z[L], c->ybuf, K, B, c->ld, c->delta[L], loss_sum, correct);
-        for (int l = L - 1; l >= 0; l--) {
-            st_layer *Ly = &m->layers[l];
-            if (l > 0)
-                cpu_layer_backward_delta(Ly, c->delta[l + 1], c->z[l],
-                                         cfg->dropout > 0 ? c->mask[l] : NULL, cfg->activation,
-                                         l, c->delta[l], c->ld);
-            cpu_layer_grad(Ly, c->a[l], c->delta[l + 1], c->ld, c->gw, c->gb);
-            cpu_layer_update(Ly, c->gw, c->gb, (float)cfg->lr, (float)cfg->momentum,
-                             (float)cfg->weight_decay);
+        const int B = (int)(n - s < cfg->batch ? n - s : cfg->batch);
+        if (split) {
+            const int lo = (int)((int64_t)B * c->shard / c->shards);
+            const int hi = (int)((int64_t)B * (c->shard + 1) / c->shards);
+            if (backend_cpu_batch_grad(be, epoch, batch_index, perm + s, B, lo, hi, c->grad,
+                                       loss_sum, correct, err))
+                return -1;
+            if (c->reduce && c->reduce(c->grad, c->grad_n, c->reduce_ctx) != 0) {
+                st_fail(err, "the gradient reduction of batch %d failed", batch_index);
+                return -1;
+            }
+            backend_cpu_apply_grad(be, c->grad);
+        } else {
+            load_batch(be, perm + s, B);
+            batch_pass(be, epoch, batch_index, 0, B, B, NULL, loss_sum, correct);
         }
         if (*stop) {
             s += cfg->batch;
@@ -104,7 +219,7 @@ static int cpu_evaluate(st_backend *be, int split, double *loss_sum, int64_t *co
         for (int b = 0; b < B; b++)
             rows[b] = s + b;
         gather_batch(x, ds->d, rows, B, c->ld, c->a[0]);
-        forward(be, 0, 0, 0, B);
+        forward(be, 0, 0, 0, 0, B);
         cpu_softmax_xent(c->z[L], y + s, K, B, c->ld, NULL, loss_sum, correct);
     }
     return 0;
@@ -170,6 +285,7 @@ static void cpu_destroy(st_backend *be)
     free(c->gw);
     free(c->gb);
     free(c->ybuf);
+    free(c->grad);
     free(c);
     free(be);
 }
@@ -193,6 +309,7 @@ st_backend *backend_cpu_create(st_model *model, const st_dataset *data, const st
     be->impl = c;
     const int L = model->n_layers;
     c->ld = round8(cfg->batch);
+    c->shards = 1;
     c->z = st_calloc((size_t)L + 1, sizeof(float *), "z");
     c->a = st_calloc((size_t)L + 1, sizeof(float *), "a");
     c->delta = st_calloc((size_t)L + 1, sizeof(float *), "delta");

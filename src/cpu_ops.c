@@ -22,36 +22,28 @@ typedef float v8u __attribute__((vector_size(32), aligned(4)));
 static inline v8 ld8(const float *p) { return *(const v8u *)p; }
 static inline void st8(float *p, v8 x) { *(v8u *)p = x; }
 
+/* The sum of the 8 lanes in the order of reduce8's transposing reduction
+ * (pairs, then quads, then halves), so one sum and eight round alike. */
 static inline float hsum8(v8 x)
 {
-    return ((x[0] + x[4]) + (x[1] + x[5])) + ((x[2] + x[6]) + (x[3] + x[7]));
+    return ((x[0] + x[1]) + (x[2] + x[3])) + ((x[4] + x[5]) + (x[6] + x[7]));
 }
 
-/* sum_b x[b] y[b] over ld (a multiple of 8). */
+/* sum_b x[b] y[b] over ld (a multiple of 8): one accumulator, then hsum8,
+ * the order of every SDDMM tile (a generic-shape weight rounds like a
+ * blocked one). */
 static inline float dot_row(const float *restrict x, const float *restrict y, int ld)
 {
-    v8 s0 = {0}, s1 = {0};
-    int b = 0;
-    for (; b + 16 <= ld; b += 16) {
-        s0 += ld8(x + b) * ld8(y + b);
-        s1 += ld8(x + b + 8) * ld8(y + b + 8);
-    }
-    for (; b < ld; b += 8)
-        s0 += ld8(x + b) * ld8(y + b);
-    return hsum8(s0 + s1);
+    v8 s = {0};
+    for (int b = 0; b < ld; b += 8)
+        s += ld8(x + b) * ld8(y + b);
+    return hsum8(s);
 }
 
-/* out[j] = sum_b d[b] rows[j][b] for 8 rows: the SDDMM inner step, with d
- * loaded once per 8 columns and one transposing reduction for all 8 sums. */
-static inline void dots8(const float *restrict d, const float *const rows[8], int ld,
-                         float out[8])
+/* Eight sums at once: out[j] = sum of the lanes of acc[j] (one transposing
+ * reduction instead of eight horizontal sums). */
+static inline void reduce8(const v8 acc[8], float out[8])
 {
-    v8 acc[8] = {{0}};
-    for (int b = 0; b < ld; b += 8) {
-        v8 dv = ld8(d + b);
-        for (int j = 0; j < 8; j++)
-            acc[j] += dv * ld8(rows[j] + b);
-    }
 #ifdef __AVX2__
     __m256 t0 = _mm256_hadd_ps((__m256)acc[0], (__m256)acc[1]);
     __m256 t1 = _mm256_hadd_ps((__m256)acc[2], (__m256)acc[3]);
@@ -66,6 +58,20 @@ static inline void dots8(const float *restrict d, const float *const rows[8], in
     for (int j = 0; j < 8; j++)
         out[j] = hsum8(acc[j]);
 #endif
+}
+
+/* out[j] = sum_b d[b] rows[j][b] for 8 rows: the SDDMM inner step, with d
+ * loaded once per 8 columns and one transposing reduction for all 8 sums. */
+static inline void dots8(const float *restrict d, const float *const rows[8], int ld,
+                         float out[8])
+{
+    v8 acc[8] = {{0}};
+    for (int b = 0; b < ld; b += 8) {
+        v8 dv = ld8(d + b);
+        for (int j = 0; j < 8; j++)
+            acc[j] += dv * ld8(rows[j] + b);
+    }
+    reduce8(acc, out);
 }
 
 /* out[0..ld) = init + sum_k w_k x_k[0..ld), where for k < n the weight is
@@ -172,35 +178,415 @@ static void dense_block4(float *out, const float *init, int64_t r0, int nr, cons
     }
 }
 
-void cpu_layer_forward(const st_layer *L, const float *a, float *z, int ld)
+/* ---- register-blocked block kernels ------------------------------------ *
+ * A tile keeps RB rows x T vectors (8 T batch columns) of accumulators in
+ * registers across a whole index list; every loaded input vector feeds RB
+ * rows (RB = the block's rows in a group of at most 4), every weight is
+ * broadcast once per tile. Tiles hold 8 accumulators (the FMA latency times
+ * two pipes); T = 8 / RB, then T / 2 .. 1 for the rest of ld. Entry k of the
+ * list reads INNER consecutive rows from rows + ri[k] * rstride; the weight
+ * of group row r and inner row c is wts[blk * bs + woff + r * WR + c * WC],
+ * with blk = k (WI 0: blocks in storage order) or wi[k] (WI 1). */
+#define ST_BLK_TILE(NAME, INNER, RB, WR, WC, WI, T)                                       \
+    static inline void NAME(float *restrict out, int ld, int b0, const float *init,       \
+                            const float *restrict wts, const int32_t *restrict wi,         \
+                            int64_t bs, int64_t woff, const float *restrict rows,          \
+                            const int32_t *restrict ri, int64_t rstride, int64_t k0,       \
+                            int64_t k1)                                                    \
+    {                                                                                      \
+        v8 acc[RB][T];                                                                     \
+        for (int r = 0; r < RB; r++) {                                                     \
+            const float iv = init ? init[r] : 0.0f;                                        \
+            for (int v = 0; v < T; v++)                                                    \
+                acc[r][v] = (v8){0} + iv;                                                  \
+        }                                                                                  \
+        for (int64_t k = k0; k < k1; k++) {                                                \
+            const float *wk = wts + (WI ? (int64_t)wi[k] : k) * bs + woff;                 \
+            const float *x = rows + (int64_t)ri[k] * rstride + b0;                         \
+            for (int c = 0; c < INNER; c++, x += ld) {                                     \
+                v8 xv[T];                                                                  \
+                for (int v = 0; v < T; v++)                                                \
+                    xv[v] = ld8(x + 8 * v);                                                \
+                for (int r = 0; r < RB; r++) {                                             \
+                    const float w = wk[r * WR + c * WC];                                   \
+                    for (int v = 0; v < T; v++)                                            \
+                        acc[r][v] += w * xv[v];                                            \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+        for (int r = 0; r < RB; r++)                                                       \
+            for (int v = 0; v < T; v++)                                                    \
+                st8(out + (int64_t)r * ld + b0 + 8 * v, acc[r][v]);                        \
+    }
+
+/* All of ld for one group: tiles of TMAX = 8 / RB vectors, then halves. */
+#define ST_BLK_ROWS(NAME, INNER, RB, WR, WC, WI)                                           \
+    ST_BLK_TILE(NAME##_t1, INNER, RB, WR, WC, WI, 1)                                       \
+    ST_BLK_TILE(NAME##_t2, INNER, RB, WR, WC, WI, 2)                                       \
+    ST_BLK_TILE(NAME##_t4, INNER, RB, WR, WC, WI, 4)                                       \
+    ST_BLK_TILE(NAME##_t8, INNER, RB, WR, WC, WI, 8)                                       \
+    static void NAME(float *restrict out, int ld, const float *init, const float *wts,     \
+                     const int32_t *wi, int64_t bs, int64_t woff, const float *rows,       \
+                     const int32_t *ri, int64_t rstride, int64_t k0, int64_t k1)           \
+    {                                                                                      \
+        for (int b0 = 0; b0 < ld;) {                                                       \
+            const int nv = (ld - b0) / 8;                                                  \
+            if (RB == 1 && nv >= 8) {                                                      \
+                NAME##_t8(out, ld, b0, init, wts, wi, bs, woff, rows, ri, rstride, k0, k1); \
+                b0 += 64;                                                                  \
+            } else if (RB <= 2 && nv >= 4) {                                               \
+                NAME##_t4(out, ld, b0, init, wts, wi, bs, woff, rows, ri, rstride, k0, k1); \
+                b0 += 32;                                                                  \
+            } else if (nv >= 2) {                                                          \
+                NAME##_t2(out, ld, b0, init, wts, wi, bs, woff, rows, ri, rstride, k0, k1); \
+                b0 += 16;                                                                  \
+            } else {                                                                       \
+                NAME##_t1(out, ld, b0, init, wts, wi, bs, woff, rows, ri, rstride, k0, k1); \
+                b0 += 8;                                                                   \
+            }                                                                              \
+        }                                                                                  \
+    }
+
+/* Forward (INNER = bi inputs of a block, groups of the bo outputs; weight
+ * of output r, input c at r * bi + c) and backward delta (INNER = bo
+ * outputs, groups of the bi inputs; weight at r * bi + c, i.e. WR 1, WC bi).
+ * fw_BIxBO / bw_BIxBO with the group size RB in the name. */
+ST_BLK_ROWS(fw_1x1, 1, 1, 1, 1, 0)
+ST_BLK_ROWS(fw_2x2, 2, 2, 2, 1, 0)
+ST_BLK_ROWS(fw_4x4, 4, 4, 4, 1, 0)
+ST_BLK_ROWS(fw_8x8, 8, 4, 8, 1, 0)
+ST_BLK_ROWS(fw_2x1, 2, 1, 2, 1, 0)
+ST_BLK_ROWS(fw_4x1, 4, 1, 4, 1, 0)
+ST_BLK_ROWS(fw_8x1, 8, 1, 8, 1, 0)
+ST_BLK_ROWS(bw_1x1, 1, 1, 1, 1, 1)
+ST_BLK_ROWS(bw_2x2, 2, 2, 1, 2, 1)
+ST_BLK_ROWS(bw_4x4, 4, 4, 1, 4, 1)
+ST_BLK_ROWS(bw_8x8, 8, 4, 1, 8, 1)
+ST_BLK_ROWS(bw_2x1, 1, 2, 1, 2, 1)
+ST_BLK_ROWS(bw_4x1, 1, 4, 1, 4, 1)
+ST_BLK_ROWS(bw_8x1, 1, 4, 1, 8, 1)
+#undef ST_BLK_ROWS
+#undef ST_BLK_TILE
+
+typedef void (*blk_rows_fn)(float *restrict, int, const float *, const float *, const int32_t *,
+                            int64_t, int64_t, const float *, const int32_t *, int64_t, int64_t,
+                            int64_t);
+
+static int st_generic_only; /* tests: 1 runs every shape on the generic path */
+
+void cpu_ops_force_generic(int on) { st_generic_only = on; }
+
+/* The compiled kernel and its group size for a block shape (NULL: generic). */
+static blk_rows_fn blk_kernel(int bi, int bo, int backward, int *rb)
 {
-    if (L->dense) { /* Z (O, ld) = W^T (O, I) A (I, ld), four output rows at a time */
-#pragma omp parallel for schedule(dynamic, 1)
-        for (int32_t o = 0; o < L->n_out; o += 4)
-            dense_block4(z, L->bias, o, L->n_out - o < 4 ? L->n_out - o : 4, L->w, L->n_in, 1,
-                         a, L->n_in, ld);
+    if (st_generic_only)
+        return NULL;
+    static const struct { int bi, bo, rb; blk_rows_fn fw, bw; } k[] = {
+        {1, 1, 1, fw_1x1, bw_1x1}, {2, 2, 2, fw_2x2, bw_2x2}, {4, 4, 4, fw_4x4, bw_4x4},
+        {8, 8, 4, fw_8x8, bw_8x8}, {2, 1, 1, fw_2x1, bw_2x1}, {4, 1, 1, fw_4x1, bw_4x1},
+        {8, 1, 1, fw_8x1, bw_8x1}};
+    for (size_t j = 0; j < sizeof k / sizeof k[0]; j++)
+        if (k[j].bi == bi && k[j].bo == bo) {
+            /* forward groups the bo outputs; backward groups the bi inputs */
+            *rb = backward ? (bi < 4 ? bi : 4) : k[j].rb;
+            return backward ? k[j].bw : k[j].fw;
+        }
+    return NULL;
+}
+
+/* Block SDDMM tile: NB consecutive blocks k .. k + NB - 1 of one block row,
+ * RG delta rows (outputs r0 ..) x CG input rows (c0 ..) of each: g[(n RG +
+ * r) CG + c] = sum_b d[r0 + r, b] a[col_idx[k + n] bi + c0 + c, b], with
+ * NB RG CG <= 8 accumulators; each loaded delta vector feeds NB CG
+ * products and each input vector RG. Sums in a fixed order (lanes, then
+ * reduce8), the same for every caller. */
+#define ST_SDDMM_TILE(NAME, NB, RG, CG)                                                    \
+    static inline void NAME(float g[8], const float *restrict d, const float *restrict a,  \
+                            const int32_t *restrict col, int64_t k, int bi, int c0, int ld) \
+    {                                                                                      \
+        v8 acc[8] = {{0}};                                                                 \
+        const float *ar[NB];                                                               \
+        for (int n = 0; n < NB; n++)                                                       \
+            ar[n] = a + ((int64_t)col[k + n] * bi + c0) * ld;                              \
+        for (int b = 0; b < ld; b += 8) {                                                  \
+            v8 dv[RG];                                                                     \
+            for (int r = 0; r < RG; r++)                                                   \
+                dv[r] = ld8(d + (int64_t)r * ld + b);                                      \
+            for (int n = 0; n < NB; n++)                                                   \
+                for (int c = 0; c < CG; c++) {                                             \
+                    const v8 av = ld8(ar[n] + (int64_t)c * ld + b);                        \
+                    for (int r = 0; r < RG; r++)                                           \
+                        acc[(n * RG + r) * CG + c] += dv[r] * av;                          \
+                }                                                                          \
+        }                                                                                  \
+        reduce8(acc, g);                                                                   \
+    }
+ST_SDDMM_TILE(sd_n8_1x1, 8, 1, 1)
+ST_SDDMM_TILE(sd_n1_1x1, 1, 1, 1)
+ST_SDDMM_TILE(sd_n2_2x2, 2, 2, 2)
+ST_SDDMM_TILE(sd_n1_2x2, 1, 2, 2)
+ST_SDDMM_TILE(sd_n1_2x4, 1, 2, 4)
+ST_SDDMM_TILE(sd_n1_2x8, 1, 2, 4) /* 8 x 8 blocks: 2 outputs x 4 inputs a tile */
+ST_SDDMM_TILE(sd_n4_1x2, 4, 1, 2)
+ST_SDDMM_TILE(sd_n1_1x2, 1, 1, 2)
+ST_SDDMM_TILE(sd_n2_1x4, 2, 1, 4)
+ST_SDDMM_TILE(sd_n1_1x4, 1, 1, 4)
+ST_SDDMM_TILE(sd_n1_1x8, 1, 1, 8)
+#undef ST_SDDMM_TILE
+
+/* Where a gradient goes: stored in gw (gw != NULL), or applied at once. */
+typedef struct {
+    float *gw;              /* NULL: fused update into w, v */
+    float *w, *v;
+    float lr, mu, wd;
+} grad_sink;
+
+/* The momentum step for one weight; the update functions all use it, so
+ * the fused and the stored-then-applied paths round alike. */
+static inline void momentum_step(float *w, float *v, float g, float lr, float mu, float wd)
+{
+    const float nv = mu * *v - lr * (g + wd * *w);
+    *v = nv;
+    *w += nv;
+}
+
+static inline void sink_put(const grad_sink *s, int64_t e, float g)
+{
+    if (s->gw)
+        s->gw[e] = g;
+    else
+        momentum_step(s->w + e, s->v + e, g, s->lr, s->mu, s->wd);
+}
+
+/* NB blocks from k, RG x CG tiles from (r0, c0): g[(n RG + r) CG + c] goes
+ * to storage index (k + n) bs + (r0 + r) bi + c0 + c. */
+static inline void sink_tile(const grad_sink *s, const float g[8], int NB, int RG, int CG,
+                             int64_t k, int bs, int bi, int r0, int c0)
+{
+    for (int n = 0; n < NB; n++)
+        for (int r = 0; r < RG; r++)
+            for (int c = 0; c < CG; c++)
+                sink_put(s, (k + n) * bs + (int64_t)(r0 + r) * bi + c0 + c,
+                         g[(n * RG + r) * CG + c]);
+}
+
+/* sum_b d[b] over ld, in the fixed order of the vector lanes. */
+static inline float row_sum(const float *restrict d, int ld)
+{
+    v8 s0 = {0}, s1 = {0};
+    int b = 0;
+    for (; b + 16 <= ld; b += 16) {
+        s0 += ld8(d + b);
+        s1 += ld8(d + b + 8);
+    }
+    for (; b < ld; b += 8)
+        s0 += ld8(d + b);
+    return hsum8(s0 + s1);
+}
+
+/* Weight gradients of block row R (and their update, with a fused sink). */
+static void sddmm_block_row(const st_layer *L, const float *a_in, const float *delta_out,
+                            int ld, int32_t R, const grad_sink *s)
+{
+    const int bi = L->bi, bo = L->bo, bs = bi * bo;
+    const float *d = delta_out + (int64_t)R * bo * ld;
+    const int32_t *col = L->col_idx;
+    int64_t k = L->row_ptr[R];
+    const int64_t k1 = L->row_ptr[R + 1];
+    float g[8];
+#define ST_TILE(FN, NB, RG, CG, R0, C0)                                                    \
+    do {                                                                                   \
+        FN(g, d + (int64_t)(R0) * ld, a_in, col, k, bi, C0, ld);                           \
+        sink_tile(s, g, NB, RG, CG, k, bs, bi, R0, C0);                                    \
+    } while (0)
+    if (!st_generic_only) {
+        if (bi == 1 && bo == 1) {
+            for (; k + 8 <= k1; k += 8)
+                ST_TILE(sd_n8_1x1, 8, 1, 1, 0, 0);
+            for (; k < k1; k++)
+                ST_TILE(sd_n1_1x1, 1, 1, 1, 0, 0);
+            return;
+        }
+        if (bi == 2 && bo == 2) {
+            for (; k + 2 <= k1; k += 2)
+                ST_TILE(sd_n2_2x2, 2, 2, 2, 0, 0);
+            for (; k < k1; k++)
+                ST_TILE(sd_n1_2x2, 1, 2, 2, 0, 0);
+            return;
+        }
+        if (bi == 4 && bo == 4) {
+            for (; k < k1; k++) {
+                ST_TILE(sd_n1_2x4, 1, 2, 4, 0, 0);
+                ST_TILE(sd_n1_2x4, 1, 2, 4, 2, 0);
+            }
+            return;
+        }
+        if (bi == 8 && bo == 8) {
+            for (; k < k1; k++)
+                for (int r0 = 0; r0 < 8; r0 += 2) {
+                    ST_TILE(sd_n1_2x8, 1, 2, 4, r0, 0);
+                    ST_TILE(sd_n1_2x8, 1, 2, 4, r0, 4);
+                }
+            return;
+        }
+        if (bo == 1 && bi == 2) {
+            for (; k + 4 <= k1; k += 4)
+                ST_TILE(sd_n4_1x2, 4, 1, 2, 0, 0);
+            for (; k < k1; k++)
+                ST_TILE(sd_n1_1x2, 1, 1, 2, 0, 0);
+            return;
+        }
+        if (bo == 1 && bi == 4) {
+            for (; k + 2 <= k1; k += 2)
+                ST_TILE(sd_n2_1x4, 2, 1, 4, 0, 0);
+            for (; k < k1; k++)
+                ST_TILE(sd_n1_1x4, 1, 1, 4, 0, 0);
+            return;
+        }
+        if (bo == 1 && bi == 8) {
+            for (; k < k1; k++)
+                ST_TILE(sd_n1_1x8, 1, 1, 8, 0, 0);
+            return;
+        }
+    }
+#undef ST_TILE
+    /* generic shape: one dot product per weight */
+    for (; k < k1; k++) {
+        const float *ak = a_in + (int64_t)col[k] * bi * ld;
+        for (int r = 0; r < bo; r++)
+            for (int c = 0; c < bi; c++)
+                sink_put(s, k * bs + (int64_t)r * bi + c,
+                         dot_row(d + (int64_t)r * ld, ak + (int64_t)c * ld, ld));
+    }
+}
+
+/* z rows of block row R: bias + W^T a (one group of RB outputs at a time). */
+static void forward_block_row(const st_layer *L, const float *a, float *z, int ld, int32_t R,
+                              blk_rows_fn fn, int rb)
+{
+    const int bi = L->bi, bo = L->bo, bs = bi * bo;
+    const int64_t k0 = L->row_ptr[R], k1 = L->row_ptr[R + 1];
+    if (fn) {
+        for (int r0 = 0; r0 < bo; r0 += rb) {
+            const int64_t o = (int64_t)R * bo + r0;
+            fn(z + o * ld, ld, L->bias + o, L->w, NULL, bs, (int64_t)r0 * bi, a, L->col_idx,
+               (int64_t)bi * ld, k0, k1);
+        }
         return;
     }
+    for (int r = 0; r < bo; r++) {
+        int64_t o = (int64_t)R * bo + r;
+        gather_list g = {L->w, NULL, bs, (int64_t)r * bi, a, L->col_idx, (int64_t)bi * ld,
+                         k0, k1, bi, 1};
+        gather_axpy(z + o * ld, L->bias[o], &g, ld);
+    }
+}
+
+/* delta_in rows of block column C = W delta_out (before f'). */
+static void backward_block_col(const st_layer *L, const float *delta_out, float *delta_in,
+                               int ld, int32_t C, blk_rows_fn fn, int rb)
+{
     const int bi = L->bi, bo = L->bo, bs = bi * bo;
-#pragma omp parallel for schedule(dynamic, 16)
-    for (int32_t R = 0; R < L->nbr; R++)
-        for (int r = 0; r < bo; r++) {
-            int64_t o = (int64_t)R * bo + r;
-            gather_list g = {L->w, NULL, bs, (int64_t)r * bi, a, L->col_idx, (int64_t)bi * ld,
-                             L->row_ptr[R], L->row_ptr[R + 1], bi, 1};
-            gather_axpy(z + o * ld, L->bias[o], &g, ld);
+    const int64_t j0 = L->t_ptr[C], j1 = L->t_ptr[C + 1];
+    if (fn) {
+        for (int c0 = 0; c0 < bi; c0 += rb) {
+            const int64_t i = (int64_t)C * bi + c0;
+            fn(delta_in + i * ld, ld, NULL, L->w, L->t_blk, bs, c0, delta_out, L->t_row,
+               (int64_t)bo * ld, j0, j1);
         }
+        return;
+    }
+    for (int c = 0; c < bi; c++) {
+        int64_t i = (int64_t)C * bi + c;
+        /* entries: blocks of column C; within a block, the bo outputs r
+         * (consecutive delta rows) with weights w[k*bs + r*bi + c] */
+        gather_list g = {L->w, L->t_blk, bs, c, delta_out, L->t_row, (int64_t)bo * ld, j0, j1,
+                         bo, bi};
+        gather_axpy(delta_in + i * ld, 0.0f, &g, ld);
+    }
+}
+
+/* Chunk of a dynamic schedule over n rows: about 64 chunks a region, so a
+ * thread slowed by other work takes fewer of them. */
+static inline int dyn_chunk(int64_t n)
+{
+    int64_t c = (n + 63) / 64;
+    return c < 1 ? 1 : (int)c;
+}
+
+void cpu_layer_forward(const st_layer *L, const float *a, float *z, int ld)
+{
+    cpu_layer_forward_act(L, a, z, NULL, ST_ACT_RELU, 0, NULL, NULL, ld);
+}
+
+/* a = f(z) * mask for one row (mask NULL: none). */
+static inline void act_row(st_activation act, int hidden, const float *restrict z,
+                           const float *restrict mask, float *restrict a, int ld)
+{
+    if (act == ST_ACT_RELU && mask) {
+#pragma omp simd
+        for (int b = 0; b < ld; b++)
+            a[b] = (z[b] > 0.0f ? z[b] : 0.0f) * mask[b];
+    } else if (act == ST_ACT_RELU) {
+#pragma omp simd
+        for (int b = 0; b < ld; b++)
+            a[b] = z[b] > 0.0f ? z[b] : 0.0f;
+    } else {
+        for (int b = 0; b < ld; b++)
+            a[b] = st_activation_value(act, hidden, z[b]) * (mask ? mask[b] : 1.0f);
+    }
+}
+
+static void dropout_row(const cpu_dropout_spec *dp, int hidden, int64_t o, float *m, int ld);
+
+/* Rows o0 .. o1 - 1 of a hidden layer after z: mask (drawn when dp), then a. */
+static inline void finish_rows(int64_t o0, int64_t o1, const float *z, float *a_out,
+                               st_activation act, int hidden, const cpu_dropout_spec *dp,
+                               float *mask, int ld)
+{
+    if (!a_out)
+        return;
+    for (int64_t o = o0; o < o1; o++) {
+        float *mo = mask ? mask + o * ld : NULL;
+        if (dp)
+            dropout_row(dp, hidden, o, mo, ld);
+        act_row(act, hidden, z + o * ld, mo, a_out + o * ld, ld);
+    }
+}
+
+void cpu_layer_forward_act(const st_layer *L, const float *a, float *z, float *a_out,
+                           st_activation act, int hidden, const cpu_dropout_spec *dp,
+                           float *mask, int ld)
+{
+    if (dp && !mask)
+        dp = NULL;
+    if (L->dense) { /* Z (O, ld) = W^T (O, I) A (I, ld), four output rows at a time */
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int32_t o = 0; o < L->n_out; o += 4) {
+            const int nr = L->n_out - o < 4 ? L->n_out - o : 4;
+            dense_block4(z, L->bias, o, nr, L->w, L->n_in, 1, a, L->n_in, ld);
+            finish_rows(o, o + nr, z, a_out, act, hidden, dp, mask, ld);
+        }
+        return;
+    }
+    int rb = 1;
+    blk_rows_fn fn = blk_kernel(L->bi, L->bo, 0, &rb);
+    const int ch = dyn_chunk(L->nbr);
+#pragma omp parallel for schedule(dynamic, ch)
+    for (int32_t R = 0; R < L->nbr; R++) {
+        forward_block_row(L, a, z, ld, R, fn, rb);
+        finish_rows((int64_t)R * L->bo, (int64_t)(R + 1) * L->bo, z, a_out, act, hidden, dp,
+                    mask, ld);
+    }
 }
 
 void cpu_model_forward(const st_model *m, st_activation act, float *const *z, float *const *a,
                        float *const *mask, int ld)
 {
     for (int l = 0; l < m->n_layers; l++) {
-        const st_layer *L = &m->layers[l];
-        cpu_layer_forward(L, a[l], z[l + 1], ld);
-        if (l + 1 < m->n_layers)
-            cpu_activation_forward(act, l + 1, z[l + 1], mask ? mask[l + 1] : NULL, a[l + 1],
-                                   L->n_out, ld);
+        const int hid = l + 1 < m->n_layers;
+        cpu_layer_forward_act(&m->layers[l], a[l], z[l + 1], hid ? a[l + 1] : NULL, act, l + 1,
+                              NULL, hid && mask ? mask[l + 1] : NULL, ld);
     }
 }
 
@@ -257,6 +643,12 @@ void cpu_activation_forward(st_activation act, int hidden, const float *z, const
 void cpu_softmax_xent(const float *z, const int32_t *y, int K, int B, int ld, float *delta,
                       double *loss_sum, int64_t *correct)
 {
+    cpu_softmax_xent_scaled(z, y, K, B, ld, B, delta, loss_sum, correct);
+}
+
+void cpu_softmax_xent_scaled(const float *z, const int32_t *y, int K, int B, int ld, int scale_n,
+                             float *delta, double *loss_sum, int64_t *correct)
+{
     double loss = 0.0;
     int64_t ok = 0;
     for (int b = 0; b < B; b++) {
@@ -276,7 +668,7 @@ void cpu_softmax_xent(const float *z, const int32_t *y, int K, int B, int ld, fl
         if (delta)
             for (int c = 0; c < K; c++) {
                 double pc = exp((double)z[(int64_t)c * ld + b] - lse);
-                delta[(int64_t)c * ld + b] = (float)((pc - (c == y[b])) / B);
+                delta[(int64_t)c * ld + b] = (float)((pc - (c == y[b])) / scale_n);
             }
     }
     if (delta)
@@ -319,84 +711,90 @@ void cpu_layer_backward_delta(const st_layer *L, const float *delta_out, const f
         }
         return;
     }
-    const int bi = L->bi, bo = L->bo, bs = bi * bo;
-#pragma omp parallel for schedule(dynamic, 16)
-    for (int32_t C = 0; C < L->nbc; C++)
+    int rb = 1;
+    blk_rows_fn fn = blk_kernel(L->bi, L->bo, 1, &rb);
+    const int bi = L->bi, ch = dyn_chunk(L->nbc);
+#pragma omp parallel for schedule(dynamic, ch)
+    for (int32_t C = 0; C < L->nbc; C++) {
+        backward_block_col(L, delta_out, delta_in, ld, C, fn, rb);
         for (int c = 0; c < bi; c++) {
             int64_t i = (int64_t)C * bi + c;
-            float *di = delta_in + i * ld;
-            /* entries: blocks of column C; within a block, the bo outputs r
-             * (consecutive delta rows) with weights w[k*bs + r*bi + c] */
-            gather_list g = {L->w, L->t_blk, bs, c, delta_out, L->t_row, (int64_t)bo * ld,
-                             L->t_ptr[C], L->t_ptr[C + 1], bo, bi};
-            gather_axpy(di, 0.0f, &g, ld);
-            scale_by_grad(di, z_in + i * ld, mask_in ? mask_in + i * ld : NULL, act, hidden_in,
-                          ld);
+            scale_by_grad(delta_in + i * ld, z_in + i * ld, mask_in ? mask_in + i * ld : NULL,
+                          act, hidden_in, ld);
         }
+    }
+}
+
+/* Dense weight gradient G (O, I) = delta (O, ld) A^T: eight output rows
+ * share each load of an input row; tasks are (8 outputs) x (1024 inputs). */
+static void dense_grad(const st_layer *L, const float *a_in, const float *delta_out, int ld,
+                       float *gw)
+{
+    const int32_t I = L->n_in, O = L->n_out;
+    const int64_t oblocks = (O + 7) / 8, ichunks = ((int64_t)I + 1023) / 1024;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t task = 0; task < oblocks * ichunks; task++) {
+        const int32_t o0 = (int32_t)(task / ichunks) * 8;
+        const int32_t i0 = (int32_t)(task % ichunks) * 1024;
+        const int32_t i1 = I - i0 < 1024 ? I : i0 + 1024;
+        const int no = O - o0 < 8 ? O - o0 : 8;
+        const float *rows[8];
+        for (int j = 0; j < 8; j++) /* rows past no repeat the last; never stored */
+            rows[j] = delta_out + (int64_t)(o0 + (j < no ? j : no - 1)) * ld;
+        for (int32_t i = i0; i < i1; i++) {
+            float g8[8];
+            dots8(a_in + (int64_t)i * ld, rows, ld, g8);
+            for (int j = 0; j < no; j++)
+                gw[(int64_t)(o0 + j) * I + i] = g8[j];
+        }
+    }
+}
+
+/* Sparse layer: gradients of every block row into sink s, the bias
+ * gradient (row sums) into gb or, fused, its momentum step. */
+static void sparse_grad(const st_layer *L, const float *a_in, const float *delta_out, int ld,
+                        const grad_sink *s, float *gb)
+{
+    const int bo = L->bo, ch = dyn_chunk(L->nbr);
+    float *vb = L->vbias, *bias = L->bias;
+#pragma omp parallel for schedule(dynamic, ch)
+    for (int32_t R = 0; R < L->nbr; R++) {
+        for (int r = 0; r < bo; r++) {
+            const int64_t o = (int64_t)R * bo + r;
+            const float g = row_sum(delta_out + o * ld, ld);
+            if (gb)
+                gb[o] = g;
+            else
+                momentum_step(bias + o, vb + o, g, s->lr, s->mu, 0.0f);
+        }
+        sddmm_block_row(L, a_in, delta_out, ld, R, s);
+    }
 }
 
 void cpu_layer_grad(const st_layer *L, const float *a_in, const float *delta_out, int ld,
                     float *gw, float *gb)
 {
-#pragma omp parallel for schedule(static)
-    for (int32_t o = 0; o < L->n_out; o++) {
-        const float *d = delta_out + (int64_t)o * ld;
-        float s = 0.0f;
-        for (int b = 0; b < ld; b++)
-            s += d[b];
-        gb[o] = s;
-    }
     if (L->dense) {
-        /* G (O, I) = delta (O, ld) A^T: eight output rows share each load of an
-         * input row; tasks are (8 outputs) x (1024 inputs) */
-        const int32_t I = L->n_in, O = L->n_out;
-        const int64_t oblocks = (O + 7) / 8, ichunks = ((int64_t)I + 1023) / 1024;
-#pragma omp parallel for schedule(dynamic, 1)
-        for (int64_t task = 0; task < oblocks * ichunks; task++) {
-            const int32_t o0 = (int32_t)(task / ichunks) * 8;
-            const int32_t i0 = (int32_t)(task % ichunks) * 1024;
-            const int32_t i1 = I - i0 < 1024 ? I : i0 + 1024;
-            const int no = O - o0 < 8 ? O - o0 : 8;
-            const float *rows[8];
-            for (int j = 0; j < 8; j++) /* rows past no repeat the last; never stored */
-                rows[j] = delta_out + (int64_t)(o0 + (j < no ? j : no - 1)) * ld;
-            for (int32_t i = i0; i < i1; i++) {
-                float g8[8];
-                dots8(a_in + (int64_t)i * ld, rows, ld, g8);
-                for (int j = 0; j < no; j++)
-                    gw[(int64_t)(o0 + j) * I + i] = g8[j];
-            }
-        }
+#pragma omp parallel for schedule(static)
+        for (int32_t o = 0; o < L->n_out; o++)
+            gb[o] = row_sum(delta_out + (int64_t)o * ld, ld);
+        dense_grad(L, a_in, delta_out, ld, gw);
         return;
     }
-    const int bi = L->bi, bo = L->bo, bs = bi * bo;
-    if (bs == 1) { /* plain CSR: eight connections of a row at a time */
-#pragma omp parallel for schedule(dynamic, 16)
-        for (int32_t o = 0; o < L->nbr; o++) {
-            const float *d = delta_out + (int64_t)o * ld;
-            int32_t k = L->row_ptr[o];
-            const int32_t k1 = L->row_ptr[o + 1];
-            for (; k + 8 <= k1; k += 8) {
-                const float *rows[8];
-                for (int j = 0; j < 8; j++)
-                    rows[j] = a_in + (int64_t)L->col_idx[k + j] * ld;
-                dots8(d, rows, ld, gw + k);
-            }
-            for (; k < k1; k++)
-                gw[k] = dot_row(d, a_in + (int64_t)L->col_idx[k] * ld, ld);
-        }
+    grad_sink s = {gw, NULL, NULL, 0, 0, 0};
+    sparse_grad(L, a_in, delta_out, ld, &s, gb);
+}
+
+void cpu_layer_grad_update(st_layer *L, const float *a_in, const float *delta_out, int ld,
+                           float lr, float mu, float wd, float *scratch_gw, float *scratch_gb)
+{
+    if (L->dense) {
+        cpu_layer_grad(L, a_in, delta_out, ld, scratch_gw, scratch_gb);
+        cpu_layer_update(L, scratch_gw, scratch_gb, lr, mu, wd);
         return;
     }
-#pragma omp parallel for schedule(dynamic, 16)
-    for (int32_t R = 0; R < L->nbr; R++)
-        for (int32_t k = L->row_ptr[R]; k < L->row_ptr[R + 1]; k++) {
-            const float *ak = a_in + (int64_t)L->col_idx[k] * bi * ld;
-            for (int r = 0; r < bo; r++) {
-                const float *d = delta_out + ((int64_t)R * bo + r) * ld;
-                for (int c = 0; c < bi; c++)
-                    gw[(int64_t)k * bs + r * bi + c] = dot_row(d, ak + (int64_t)c * ld, ld);
-            }
-        }
+    grad_sink s = {NULL, L->w, L->v, lr, mu, wd};
+    sparse_grad(L, a_in, delta_out, ld, &s, NULL);
 }
 
 void cpu_layer_update(st_layer *L, const float *gw, const float *gb, float lr, float mu,
@@ -404,15 +802,11 @@ void cpu_layer_update(st_layer *L, const float *gw, const float *gb, float lr, f
 {
     int64_t nnz = layer_nnz(L);
     float *restrict w = L->w, *restrict v = L->v;
-#pragma omp parallel for simd schedule(static)
-    for (int64_t e = 0; e < nnz; e++) {
-        v[e] = mu * v[e] - lr * (gw[e] + wd * w[e]);
-        w[e] += v[e];
-    }
-    for (int32_t o = 0; o < L->n_out; o++) {
-        L->vbias[o] = mu * L->vbias[o] - lr * gb[o];
-        L->bias[o] += L->vbias[o];
-    }
+#pragma omp parallel for schedule(static)
+    for (int64_t e = 0; e < nnz; e++)
+        momentum_step(w + e, v + e, gw[e], lr, mu, wd);
+    for (int32_t o = 0; o < L->n_out; o++)
+        momentum_step(L->bias + o, L->vbias + o, gb[o], lr, mu, 0.0f);
 }
 
 #ifdef __AVX2__
@@ -467,27 +861,51 @@ static inline void dropout_groups(uint32_t u[4][8], uint32_t thresh, float keep,
 #endif
 }
 
+/* Mask row o of hidden layer `hidden` for columns col0 .. col0 + B - 1 of
+ * the batch (column j of m is batch column col0 + j); padding j >= B is 0. */
+static void dropout_row(const cpu_dropout_spec *dp, int hidden, int64_t o, float *m, int ld)
+{
+    const uint32_t thresh = (uint32_t)lrintf(dp->rate * 65536.0f);
+    const float keep = 1.0f / (1.0f - dp->rate);
+    const int col0 = dp->col0, B = dp->B;
+    const int gfirst = col0 / 8, skip = col0 % 8;
+    const int glast = (col0 + (B > 0 ? B : 1) - 1) / 8; /* groups gfirst .. glast */
+    float tmp[8 * 8];
+    for (int g0 = gfirst; g0 <= glast; g0 += 8) {
+        const int nj = glast + 1 - g0 < 8 ? glast + 1 - g0 : 8;
+        uint32_t u[4][8];
+        for (int j = 0; j < 8; j++) {
+            u[0][j] = (uint32_t)o;
+            u[1][j] = ((uint32_t)dp->batch_index << 9) | (uint32_t)(g0 + j);
+            u[2][j] = (uint32_t)dp->epoch;
+            u[3][j] = ((uint32_t)ST_STREAM_DROPOUT << 24) | ((uint32_t)hidden & 0xFFFFFFu);
+        }
+        st_philox4x32_10_x8(u, (uint32_t)dp->seed, (uint32_t)(dp->seed >> 32));
+        const int64_t first = (int64_t)(g0 - gfirst) * 8 - skip; /* m index of tmp[0] */
+        if (skip == 0 && first + nj * 8 <= ld) {
+            dropout_groups(u, thresh, keep, m + first, nj);
+        } else {
+            dropout_groups(u, thresh, keep, tmp, nj);
+            for (int t = 0; t < nj * 8; t++)
+                if (first + t >= 0 && first + t < ld)
+                    m[first + t] = tmp[t];
+        }
+    }
+    for (int b = B; b < ld; b++)
+        m[b] = 0.0f;
+}
+
+void cpu_dropout_mask_at(uint64_t seed, int hidden, int epoch, int batch_index, float rate,
+                         float *mask, int64_t n, int col0, int B, int ld)
+{
+    const cpu_dropout_spec dp = {seed, epoch, batch_index, rate, col0, B};
+#pragma omp parallel for schedule(static)
+    for (int64_t o = 0; o < n; o++)
+        dropout_row(&dp, hidden, o, mask + o * ld, ld);
+}
+
 void cpu_dropout_mask(uint64_t seed, int hidden, int epoch, int batch_index, float rate,
                       float *mask, int64_t n, int B, int ld)
 {
-    const uint32_t thresh = (uint32_t)lrintf(rate * 65536.0f);
-    const float keep = 1.0f / (1.0f - rate);
-#pragma omp parallel for schedule(static)
-    for (int64_t o = 0; o < n; o++) {
-        float *m = mask + o * ld;
-        const int groups = ld / 8;
-        for (int g0 = 0; g0 < groups; g0 += 8) {
-            uint32_t u[4][8];
-            for (int j = 0; j < 8; j++) {
-                u[0][j] = (uint32_t)o;
-                u[1][j] = ((uint32_t)batch_index << 9) | (uint32_t)(g0 + j);
-                u[2][j] = (uint32_t)epoch;
-                u[3][j] = ((uint32_t)ST_STREAM_DROPOUT << 24) | ((uint32_t)hidden & 0xFFFFFFu);
-            }
-            st_philox4x32_10_x8(u, (uint32_t)seed, (uint32_t)(seed >> 32));
-            dropout_groups(u, thresh, keep, m + g0 * 8, groups - g0 < 8 ? groups - g0 : 8);
-        }
-        for (int b = B; b < ld; b++)
-            m[b] = 0.0f;
-    }
+    cpu_dropout_mask_at(seed, hidden, epoch, batch_index, rate, mask, n, 0, B, ld);
 }
