@@ -63,6 +63,16 @@ int st_parse_u64(const char *s, uint64_t *out);
 /* Create a directory and its parents (mkdir -p). Returns 0 or -1 with err. */
 int st_mkdirs(const char *path, char *err);
 
+/* 0 when path names a regular file (after following symbolic links) that
+ * this process can open for reading; else -1 with one line in err (ST_ERRLEN
+ * bytes): "PATH: cannot open: <reason>", "PATH: is a directory, not a file",
+ * or "PATH: is a FIFO (named pipe) | a character device | a block device |
+ * a socket, not a regular file". Nothing is opened that is not a regular
+ * file, and the readability check opens non-blocking, so that a FIFO or a
+ * device given as an input cannot block the process. Every reader of an
+ * input file (data, MAT, IDX, checkpoint, run.json) calls it first. */
+int st_check_regular_input(const char *path, char *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -15,6 +15,11 @@ extern "C" {
 #endif
 
 #define ST_DATA_FORMAT_VERSION 1
+/* Most classes a data file may declare (root attribute n_classes): 2^20.
+ * The output layer has one neuron per class; a larger count is a corrupt
+ * or mistaken attribute (or labels that are not classes), refused with the
+ * attribute's name before any layer is sized from it. */
+#define ST_DATA_MAX_CLASSES (1 << 20)
 
 typedef struct {
     int64_t n_train, n_test; /* samples in each split (n_test may be 0)     */
@@ -29,9 +34,11 @@ typedef struct {
     char source[1024];       /* root attribute "source"                     */
 } st_dataset;
 
-/* 0 when path is a regular file this process can read; else -1 with
- * "FILE: cannot open: <reason>" or "FILE: is a directory, not a file".
- * Every reader below checks its input with it first. */
+/* 0 when path is a regular file this process can read; else -1 with one
+ * line naming the file and what it is instead (a directory, a FIFO, a
+ * device, a socket) or why it cannot be opened: st_check_regular_input of
+ * common.h, which never blocks on a FIFO or a device. Every reader below
+ * (and the checkpoint reader) checks its input with it first. */
 int dataset_check_input(const char *path, char *err);
 
 /* Read and validate a data file: every dataset present with the right rank,

@@ -37,6 +37,13 @@ extern "C" {
 const char *h5u_message(char *buf);
 const char *h5u_class_name(H5T_class_t c);
 
+/* Open an existing HDF5 file read-only: st_check_regular_input first (no
+ * FIFO, device or directory), then one clear message for an empty file, a
+ * file another process holds open for writing (HDF5 file locking; says
+ * HDF5_USE_FILE_LOCKING) and a file that is not HDF5 or is truncated.
+ * Returns the file id (caller closes) or -1 with err. */
+hid_t h5u_open_read(const char *path, char *err);
+
 /* One integer (or, for h5u_read_num_attr, integer or float) attribute of
  * the file's root or of a group. */
 int h5u_read_int_attr(hid_t loc, const char *path, const char *name, int64_t *out, char *err);
@@ -45,7 +52,11 @@ int h5u_read_num_attr(hid_t loc, const char *path, const char *name, double *out
 int h5u_read_str_attr(hid_t loc, const char *path, const char *name, char *out, size_t cap,
                       char *err);
 /* Open dataset `name` (a full path such as "/train/X") after checking that it
- * and its parent group exist, its rank and its type class; dims gets its shape. */
+ * and its parent group exist as hard links (no soft or external link, no
+ * dataset where a group belongs), that it keeps its values in the file
+ * (contiguous, chunked or compact storage: external storage and virtual
+ * datasets are refused), its rank and its type class (H5T_NO_CLASS: any);
+ * dims gets its shape (rank <= 2). */
 hid_t h5u_open_checked(hid_t file, const char *path, const char *name, int rank,
                        H5T_class_t cls, hsize_t dims[2], char *err);
 

@@ -2,10 +2,12 @@
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
 
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 void st_die(const char *fmt, ...)
 {
@@ -114,5 +116,34 @@ int st_mkdirs(const char *path, char *err)
             buf[i] = c;
         }
     }
+    return 0;
+}
+
+int st_check_regular_input(const char *path, char *err)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return st_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    const char *kind = S_ISDIR(sb.st_mode)    ? NULL
+                       : S_ISFIFO(sb.st_mode) ? "a FIFO (named pipe)"
+                       : S_ISCHR(sb.st_mode)  ? "a character device"
+                       : S_ISBLK(sb.st_mode)  ? "a block device"
+                       : S_ISSOCK(sb.st_mode) ? "a socket"
+                       : S_ISREG(sb.st_mode)  ? ""
+                                              : "not a regular file";
+    if (!kind)
+        return st_fail(err, "%s: is a directory, not a file", path);
+    if (kind[0])
+        return st_fail(err, "%s: is %s, not a regular file (settrain reads its inputs only "
+                       "from regular files)", path, kind);
+    /* Readable? O_NONBLOCK: should the path have been replaced by a FIFO
+     * since the stat, the open still returns at once (and fstat says so). */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0)
+        return st_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    int rc = fstat(fd, &sb);
+    close(fd);
+    if (rc != 0 || !S_ISREG(sb.st_mode))
+        return st_fail(err, "%s: is not a regular file (it changed while being opened)", path);
     return 0;
 }

@@ -48,15 +48,7 @@ static int check_split(const char *path, const char *split, const float *x,
 
 int dataset_check_input(const char *path, char *err)
 {
-    struct stat sb;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return st_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    int rc = fstat(fileno(f), &sb);
-    fclose(f);
-    if (rc == 0 && S_ISDIR(sb.st_mode))
-        return st_fail(err, "%s: is a directory, not a file", path);
-    return 0;
+    return st_check_regular_input(path, err);
 }
 
 /* Read the optional label_values attribute (k integers) into *out (k int64,
@@ -157,13 +149,8 @@ int dataset_load_h5(const char *path, st_dataset *ds, char *err)
     memset(ds, 0, sizeof *ds);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 
-    if (dataset_check_input(path, err))
+    if ((file = h5u_open_read(path, err)) < 0)
         return -1;
-    if (H5Fis_hdf5(path) <= 0 || (file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0) {
-        char h5msg[256];
-        return st_fail(err, "%s: not an HDF5 file or truncated (%s)", path,
-                       h5u_message(h5msg));
-    }
 
     if (h5u_read_int_attr(file, path, "format_version", &version, err) ||
         h5u_read_int_attr(file, path, "n_classes", &k, err) ||
@@ -174,8 +161,9 @@ int dataset_load_h5(const char *path, st_dataset *ds, char *err)
                 (long long)version, ST_DATA_FORMAT_VERSION);
         goto fail;
     }
-    if (k < 2 || k > INT32_MAX) {
-        st_fail(err, "%s: n_classes is %lld, expected 2 .. 2^31-1", path, (long long)k);
+    if (k < 2 || k > ST_DATA_MAX_CLASSES) {
+        st_fail(err, "%s: root attribute n_classes is %lld, expected 2 .. %d", path,
+                (long long)k, ST_DATA_MAX_CLASSES);
         goto fail;
     }
     if (d < 1) {
@@ -252,11 +240,12 @@ int dataset_save_h5(const char *path, const st_dataset *ds, char *err)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     /* Refuse what dataset_load_h5 would refuse, before touching the disk. */
-    if (ds->n_train < 1 || ds->n_test < 0 || ds->d < 1 || ds->d > INT32_MAX || ds->k < 2)
+    if (ds->n_train < 1 || ds->n_test < 0 || ds->d < 1 || ds->d > INT32_MAX || ds->k < 2 ||
+        ds->k > ST_DATA_MAX_CLASSES)
         return st_fail(err, "%s: cannot save n_train %lld, n_test %lld, d %lld, k %d "
-                       "(need n_train >= 1, 1 <= d < 2^31, k >= 2)", path,
+                       "(need n_train >= 1, 1 <= d < 2^31, 2 <= k <= %d)", path,
                        (long long)ds->n_train, (long long)ds->n_test, (long long)ds->d,
-                       ds->k);
+                       ds->k, ST_DATA_MAX_CLASSES);
     if (check_split(path, "train", ds->x_train, NULL, ds->y_train, ds->n_train, ds->d,
                     ds->k, err) ||
         check_split(path, "test", ds->x_test, NULL, ds->y_test, ds->n_test, ds->d, ds->k,

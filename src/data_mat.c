@@ -6,8 +6,17 @@
  * (double, single, int8..int64, uint8..uint64; scikit-feature files often
  * store class double as int16 elements, which matio widens on reading); it
  * becomes row-major double. Y is a row or column vector of n integral,
- * finite labels of any numeric class. Legend: n samples, d features,
- * K classes. */
+ * finite labels of any numeric class.
+ *
+ * MAT v4 and v5 (the v6 and v7 formats too) are read with libmatio. MAT
+ * v7.3 files are HDF5 files with a 512-byte MATLAB header; they are read
+ * with the HDF5 library directly (the same checked access as the data
+ * file: no external storage, virtual datasets or links out of the file),
+ * because libmatio reads only the MATLAB_class attribute MATLAB itself
+ * writes and calls a file from h5py or hdf5storage "class empty". Before
+ * any variable is read, an empty file, a v5 file cut inside a variable and
+ * a file of neither format are refused with their own message.
+ * Legend: n samples, d features, K classes. */
 #include "dataset.h"
 #include "common.h"
 #include "philox.h"
@@ -15,8 +24,11 @@
 #include <float.h>
 #include <math.h>
 #include <matio.h>
+#include <stdio.h>
 #include <strings.h>
 #include <sys/stat.h>
+
+#include "h5util.h"
 
 /* Last error matio logged, quoted in our messages instead of being printed. */
 static char mat_log_msg[256];
@@ -128,11 +140,245 @@ static int to_row_major(const matvar_t *v, const char *path, size_t n, size_t d,
     return 0;
 }
 
+/* ------------------------------------------------------ file kind */
+
+enum mat_kind { MAT_KIND_OTHER, MAT_KIND_V5, MAT_KIND_V73 };
+
+/* The 128-byte header of a v5 or v7.3 file: text, subsystem offset,
+ * version 0x0100 (v5) or 0x0200 (v7.3) and the endian indicator "IM" or
+ * "MI"; anything else may still be a v4 file (which has no header). */
+static enum mat_kind mat_header_kind(const unsigned char *h, size_t len)
+{
+    if (len < 128)
+        return MAT_KIND_OTHER;
+    unsigned version;
+    if (h[126] == 'I' && h[127] == 'M')
+        version = (unsigned)h[124] | (unsigned)h[125] << 8;
+    else if (h[126] == 'M' && h[127] == 'I')
+        version = (unsigned)h[124] << 8 | (unsigned)h[125];
+    else
+        return MAT_KIND_OTHER;
+    return version == 0x0100 ? MAT_KIND_V5 : version == 0x0200 ? MAT_KIND_V73 : MAT_KIND_OTHER;
+}
+
+/* A v5 file is a sequence of data elements after the header (tag: type,
+ * byte count; the data padded to 8 bytes except compressed elements).
+ * 0 when the last element ends within the file; else -1 with a message
+ * saying where the file was cut (matio would read the variables before
+ * the cut and report the rest as absent). */
+static int mat5_check_complete(FILE *f, const char *path, int swap, int64_t size, char *err)
+{
+    int64_t off = 128;
+    int count = 0;
+    while (off < size) {
+        unsigned char tag[8];
+        if (size - off < 8 || fseek(f, (long)off, SEEK_SET) != 0 || fread(tag, 1, 8, f) != 8)
+            return st_fail(err, "%s: truncated: the file ends inside the tag of variable %d "
+                           "(offset %lld of %lld bytes)", path, count + 1, (long long)off,
+                           (long long)size);
+        uint32_t w[2];
+        for (int k = 0; k < 2; k++)
+            w[k] = swap ? (uint32_t)tag[4 * k] << 24 | (uint32_t)tag[4 * k + 1] << 16 |
+                              (uint32_t)tag[4 * k + 2] << 8 | tag[4 * k + 3]
+                        : (uint32_t)tag[4 * k + 3] << 24 | (uint32_t)tag[4 * k + 2] << 16 |
+                              (uint32_t)tag[4 * k + 1] << 8 | tag[4 * k];
+        int64_t len;
+        if (w[0] >> 16) /* small data element: type and size in one word */
+            len = 8;
+        else if (w[0] == 15) /* miCOMPRESSED: not padded */
+            len = 8 + (int64_t)w[1];
+        else
+            len = 8 + (((int64_t)w[1] + 7) & ~(int64_t)7);
+        if (len > size - off) {
+            /* The last element's padding may be missing: only data count. */
+            int64_t need = (w[0] >> 16) ? 8 : 8 + (int64_t)w[1];
+            if (need > size - off)
+                return st_fail(err, "%s: truncated: variable %d (at offset %lld) needs %lld "
+                               "bytes, the file ends after %lld", path, count + 1,
+                               (long long)off, (long long)need, (long long)(size - off));
+        }
+        off += len;
+        count++;
+    }
+    return 0;
+}
+
+/* Names of the variables of an open v4/v5 file, for "no variable X". */
+static void mat_list_names(mat_t *mat, char *out, size_t cap)
+{
+    size_t used = 0;
+    matvar_t *v;
+    out[0] = '\0';
+    Mat_Rewind(mat);
+    for (int k = 0; k < 16 && (v = Mat_VarReadNextInfo(mat)); k++) {
+        if (v->name && used < cap)
+            used += (size_t)snprintf(out + used, cap - used, "%s%s", used ? ", " : "", v->name);
+        Mat_VarFree(v);
+    }
+    Mat_Rewind(mat);
+}
+
+/* ------------------------------------------------------- MAT v7.3 */
+
+/* 0 when MATLAB_class (or, without the attribute, the HDF5 type) of
+ * dataset /name is a real numeric (or logical) array; -1 with err. */
+static int mat73_check_class(hid_t dset, const char *path, const char *name, char *err)
+{
+    static const char *const numeric[] = {"double", "single", "int8", "uint8", "int16",
+                                          "uint16", "int32", "uint32", "int64", "uint64",
+                                          "logical"};
+    char cls[64] = "";
+    int r = h5u_read_str_attr(dset, path, "MATLAB_class", cls, sizeof cls, err);
+    if (r < 0)
+        return -1;
+    if (r == 0) {
+        int ok = 0;
+        for (size_t k = 0; k < sizeof numeric / sizeof numeric[0]; k++)
+            ok |= !strcmp(cls, numeric[k]);
+        if (!ok)
+            return st_fail(err, "%s: %s has MATLAB class %s, expected a numeric array", path,
+                           name, cls[0] ? cls : "(empty name)");
+    }
+    if (H5Aexists(dset, "MATLAB_empty") > 0)
+        return st_fail(err, "%s: %s is empty (MATLAB_empty)", path, name);
+    hid_t t = H5Dget_type(dset);
+    H5T_class_t tc = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
+    if (t >= 0)
+        H5Tclose(t);
+    if (tc == H5T_COMPOUND)
+        return st_fail(err, "%s: %s is complex, expected real values", path, name);
+    if (tc != H5T_INTEGER && tc != H5T_FLOAT)
+        return st_fail(err, "%s: %s is stored as HDF5 %s values, expected a numeric array",
+                       path, name, h5u_class_name(tc));
+    return 0;
+}
+
+/* Variable `name` of an open v7.3 file as MATLAB sees it: (*rows, *cols)
+ * column-major doubles in *out (caller frees). HDF5 holds MATLAB's array
+ * with the dimensions reversed: dataset (cols, rows), row-major. */
+static int mat73_read_var(hid_t file, const char *path, int64_t file_bytes, const char *name,
+                          double **out, size_t *rows, size_t *cols, char *err)
+{
+    char full[8];
+    hsize_t dims[2];
+    *out = NULL;
+    snprintf(full, sizeof full, "/%s", name);
+    htri_t ex = H5Lexists(file, full, H5P_DEFAULT);
+    if (ex <= 0)
+        return st_fail(err, "%s: no variable %s", path, name);
+    hid_t o = H5Oopen(file, full, H5P_DEFAULT);
+    H5I_type_t type = o >= 0 ? H5Iget_type(o) : H5I_BADID;
+    if (o >= 0)
+        H5Oclose(o);
+    if (type == H5I_GROUP)
+        return st_fail(err, "%s: %s is a MATLAB sparse matrix, struct or cell array (an HDF5 "
+                       "group); save it as a full numeric matrix", path, name);
+    hid_t dset = h5u_open_checked(file, path, full, 2, H5T_NO_CLASS, dims, err);
+    if (dset < 0) {
+        /* "has rank 3, expected 2" reads better in MATLAB's words */
+        return -1;
+    }
+    int rc = -1;
+    if (mat73_check_class(dset, path, name, err) ||
+        h5u_check_stored(dset, path, full, 2, dims, err))
+        goto out;
+    uint64_t cap = (uint64_t)file_bytes * MAT_MAX_EXPANSION;
+    if (dims[0] > 0 && dims[1] > cap / dims[0]) {
+        st_fail(err, "%s: %s declares %llux%llu elements, more than a file of %lld bytes can "
+                "hold (corrupt or truncated file)", path, name, (unsigned long long)dims[1],
+                (unsigned long long)dims[0], (long long)file_bytes);
+        goto out;
+    }
+    *rows = (size_t)dims[1];
+    *cols = (size_t)dims[0];
+    *out = st_malloc(*rows * *cols * sizeof **out, name);
+    if (*rows * *cols > 0 &&
+        H5Dread(dset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0) {
+        char h5msg[256];
+        st_fail(err, "%s: cannot read variable %s: %s (truncated or corrupt file?)", path,
+                name, h5u_message(h5msg));
+        goto out;
+    }
+    rc = 0;
+out:
+    if (rc) {
+        free(*out);
+        *out = NULL;
+    }
+    H5Dclose(dset);
+    return rc;
+}
+
+/* ------------------------------------------------------------ X and Y */
+
+/* X and Y as MATLAB arrays: X (xr, xc) and Y (yr, yc), both column-major
+ * doubles (owned here). */
+typedef struct {
+    double *x, *y;
+    size_t xr, xc, yr, yc;
+} mat_xy;
+
+static int read_v73(const char *path, int64_t file_bytes, mat_xy *v, char *err)
+{
+    hid_t file = h5u_open_read(path, err);
+    if (file < 0)
+        return -1;
+    int rc = mat73_read_var(file, path, file_bytes, "X", &v->x, &v->xr, &v->xc, err) ||
+             mat73_read_var(file, path, file_bytes, "Y", &v->y, &v->yr, &v->yc, err)
+                 ? -1 : 0;
+    H5Fclose(file);
+    return rc;
+}
+
+/* A matio variable (checked numeric) as column-major doubles. */
+static int matio_to_doubles(const matvar_t *mv, const char *path, double **out, size_t *r,
+                            size_t *c, char *err)
+{
+    *r = mv->dims[0];
+    *c = mv->dims[1];
+    *out = st_malloc(*r * *c * sizeof **out, mv->name);
+    /* to_row_major of the (r*c, 1) vector copies the elements in order. */
+    if (to_row_major(mv, path, *r * *c, 1, *out, err)) {
+        free(*out);
+        *out = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static int read_v45(const char *path, int64_t file_bytes, mat_xy *v, char *err)
+{
+    matvar_t *vx = NULL, *vy = NULL;
+    int rc = -1;
+    mat_t *mat = Mat_Open(path, MAT_ACC_RDONLY);
+    if (!mat)
+        return st_fail(err, "%s: not a MATLAB MAT file (v4, v5 to v7, or v7.3)", path);
+    if (!(vx = read_numeric(mat, path, file_bytes, "X", err)) ||
+        !(vy = read_numeric(mat, path, file_bytes, "Y", err))) {
+        if (strstr(err, ": no variable ")) {
+            char names[200];
+            mat_list_names(mat, names, sizeof names);
+            size_t len = strlen(err);
+            snprintf(err + len, ST_ERRLEN - len, names[0] ? " (the file holds: %s)"
+                     : " (the file holds no variables)", names);
+        }
+        goto out;
+    }
+    if (matio_to_doubles(vx, path, &v->x, &v->xr, &v->xc, err) ||
+        matio_to_doubles(vy, path, &v->y, &v->yr, &v->yc, err))
+        goto out;
+    rc = 0;
+out:
+    Mat_VarFree(vx);
+    Mat_VarFree(vy);
+    Mat_Close(mat);
+    return rc;
+}
+
 int mat_read_xy(const char *path, double **x, int64_t *n, int64_t *d, int64_t **y,
                 char *err)
 {
-    matvar_t *vx = NULL, *vy = NULL;
-    double *yd = NULL;
+    mat_xy v = {0};
     int rc = -1;
     *x = NULL;
     *y = NULL;
@@ -143,35 +389,45 @@ int mat_read_xy(const char *path, double **x, int64_t *n, int64_t *d, int64_t **
     struct stat sb;
     if (stat(path, &sb) != 0)
         return st_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    mat_t *mat = Mat_Open(path, MAT_ACC_RDONLY);
-    if (!mat)
-        return st_fail(err, "%s: not a MATLAB MAT file (v4, v5 or v7.3)", path);
-
-    if (!(vx = read_numeric(mat, path, (int64_t)sb.st_size, "X", err)) ||
-        !(vy = read_numeric(mat, path, (int64_t)sb.st_size, "Y", err)))
+    if (sb.st_size == 0)
+        return st_fail(err, "%s: is empty (0 bytes), not a MAT file", path);
+    unsigned char hdr[128];
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return st_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    size_t hlen = fread(hdr, 1, sizeof hdr, f);
+    enum mat_kind kind = mat_header_kind(hdr, hlen);
+    int bad = kind == MAT_KIND_V5 &&
+              mat5_check_complete(f, path, hdr[126] == 'M', (int64_t)sb.st_size, err);
+    fclose(f);
+    if (bad)
+        return -1;
+    if (kind == MAT_KIND_V73 ? read_v73(path, (int64_t)sb.st_size, &v, err)
+                             : read_v45(path, (int64_t)sb.st_size, &v, err))
         goto out;
-    size_t rows = vx->dims[0], cols = vx->dims[1];
+
+    size_t rows = v.xr, cols = v.xc;
     if (rows < 1 || cols < 1) {
         st_fail(err, "%s: X is empty (%zux%zu)", path, rows, cols);
         goto out;
     }
-    if (vy->dims[0] != 1 && vy->dims[1] != 1) {
-        st_fail(err, "%s: Y is a %zux%zu matrix, expected a vector of labels", path,
-                vy->dims[0], vy->dims[1]);
+    if (v.yr != 1 && v.yc != 1) {
+        st_fail(err, "%s: Y is a %zux%zu matrix, expected a vector of labels", path, v.yr,
+                v.yc);
         goto out;
     }
-    size_t ny = vy->dims[0] * vy->dims[1];
+    size_t ny = v.yr * v.yc;
     if (ny != rows) {
-        st_fail(err, "%s: Y holds %zu labels but X has %zu rows (samples)", path, ny, rows);
+        st_fail(err, "%s: Y holds %zu labels but X has %zu rows (samples)%s", path, ny, rows,
+                ny == cols ? "; X looks transposed (features x samples): MATLAB's X is "
+                             "samples x features" : "");
         goto out;
     }
 
     *x = st_malloc(rows * cols * sizeof **x, "X");
-    yd = st_malloc(rows * sizeof *yd, "Y");
-    /* A vector is (ny, 1) in either orientation: the elements are in order. */
-    if (to_row_major(vx, path, rows, cols, *x, err) ||
-        to_row_major(vy, path, ny, 1, yd, err))
-        goto out;
+    for (size_t j = 0; j < cols; j++)
+        for (size_t i = 0; i < rows; i++)
+            (*x)[i * cols + j] = v.x[j * rows + i];
     for (size_t i = 0; i < rows; i++)
         for (size_t j = 0; j < cols; j++)
             if (!isfinite((*x)[i * cols + j])) {
@@ -180,13 +436,15 @@ int mat_read_xy(const char *path, double **x, int64_t *n, int64_t *d, int64_t **
                 goto out;
             }
     *y = st_malloc(rows * sizeof **y, "labels");
+    /* A vector is (ny, 1) in either orientation: the elements are in order. */
     for (size_t i = 0; i < rows; i++) {
+        double yd = v.y[i];
         /* 2^53: beyond it a double no longer holds every integer. */
-        if (!isfinite(yd[i]) || yd[i] != floor(yd[i]) || fabs(yd[i]) > 9007199254740992.0) {
-            st_fail(err, "%s: Y[%zu] = %g is not an integer label", path, i, yd[i]);
+        if (!isfinite(yd) || yd != floor(yd) || fabs(yd) > 9007199254740992.0) {
+            st_fail(err, "%s: Y[%zu] = %g is not an integer label", path, i, yd);
             goto out;
         }
-        (*y)[i] = (int64_t)yd[i];
+        (*y)[i] = (int64_t)yd;
     }
     *n = (int64_t)rows;
     *d = (int64_t)cols;
@@ -198,10 +456,8 @@ out:
         *x = NULL;
         *y = NULL;
     }
-    free(yd);
-    Mat_VarFree(vx);
-    Mat_VarFree(vy);
-    Mat_Close(mat);
+    free(v.x);
+    free(v.y);
     return rc;
 }
 
@@ -282,6 +538,11 @@ int prepare_mat(const char *path, double test_fraction, uint64_t seed, st_datase
     if (k < 2) {
         st_fail(err, "%s: Y holds a single class (label %lld), need at least 2", path,
                 (long long)labels[0]);
+        goto out;
+    }
+    if (k > ST_DATA_MAX_CLASSES) {
+        st_fail(err, "%s: Y holds %lld distinct labels, more than the %d classes a data file "
+                "may have (are they class labels?)", path, (long long)k, ST_DATA_MAX_CLASSES);
         goto out;
     }
     cls = st_malloc((size_t)n * sizeof *cls, "classes");

@@ -32,6 +32,56 @@ const char *h5u_message(char *buf)
 
 
 
+/* Walker for H5Ewalk2: records whether a record is HDF5's "cannot lock the
+ * file" and keeps that record's text (the errno part says why). */
+struct lock_search {
+    int found;
+    char desc[256];
+};
+
+static herr_t h5u_find_lock(unsigned n, const H5E_error2_t *e, void *data)
+{
+    (void)n;
+    struct lock_search *ls = data;
+    if (!ls->found && e->min_num == H5E_CANTLOCKFILE) {
+        ls->found = 1;
+        snprintf(ls->desc, sizeof ls->desc, "%s", e->desc ? e->desc : "");
+    }
+    return 0;
+}
+
+hid_t h5u_open_read(const char *path, char *err)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    if (st_check_regular_input(path, err))
+        return -1;
+    struct stat sb;
+    if (stat(path, &sb) == 0 && sb.st_size == 0)
+        return st_fail(err, "%s: is empty (0 bytes), not an HDF5 file", path);
+    htri_t is = H5Fis_hdf5(path);
+    hid_t file = is > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
+    if (file >= 0)
+        return file;
+    char h5msg[256];
+    struct lock_search ls = {0, ""};
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5u_find_lock, &ls);
+    if (ls.found) {
+        /* HDF5 (1.10 and later) takes a shared flock to read and an
+         * exclusive one to write; EAGAIN/EWOULDBLOCK is another process
+         * holding it for writing. */
+        if (strstr(ls.desc, "temporarily unavailable") || strstr(ls.desc, "errno = 11,"))
+            return st_fail(err, "%s: is locked: another process has it open for writing "
+                           "(HDF5 file locking); wait until that process closes it "
+                           "(HDF5_USE_FILE_LOCKING=FALSE skips the lock, for a file system "
+                           "whose locks are stale: only when no writer is left)", path);
+        return st_fail(err, "%s: cannot take HDF5's read lock on the file (%s); where the "
+                       "file system does not support locks, set HDF5_USE_FILE_LOCKING=FALSE",
+                       path, ls.desc);
+    }
+    return st_fail(err, "%s: not an HDF5 file or truncated (%s)", path,
+                   is == 0 ? "no HDF5 signature" : h5u_message(h5msg));
+}
+
 const char *h5u_class_name(H5T_class_t c)
 {
     switch (c) {
@@ -135,29 +185,136 @@ fail:
 }
 
 
+/* 0 when every component of the absolute object path `name` ("/train",
+ * then "/train/X") is a hard link in the file; 1 when one is absent
+ * (*missing is the prefix that is absent); -1 with err for a soft,
+ * external or user-defined link, or when a group on the way is not a
+ * group. An external link would make HDF5 open another file (any file,
+ * a FIFO too) and a soft link may lead anywhere in this one: the formats
+ * settrain reads only ever hold hard links. */
+static int check_path(hid_t file, const char *path, const char *name, char *missing,
+                      size_t cap, char *err)
+{
+    char prefix[256];
+    size_t len = strlen(name);
+    if (len >= sizeof prefix || name[0] != '/')
+        return st_fail(err, "%s: internal: bad object path %s", path, name);
+    for (size_t i = 1; i <= len; i++) {
+        if (name[i] != '/' && name[i] != '\0')
+            continue;
+        memcpy(prefix, name, i);
+        prefix[i] = '\0';
+        htri_t ex = H5Lexists(file, prefix, H5P_DEFAULT);
+        if (ex < 0) {
+            char h5msg[256];
+            return st_fail(err, "%s: cannot look up %s: %s (corrupt file?)", path, prefix,
+                           h5u_message(h5msg));
+        }
+        if (!ex) {
+            snprintf(missing, cap, "%s", prefix);
+            return 1;
+        }
+        H5L_info_t li;
+        if (H5Lget_info(file, prefix, &li, H5P_DEFAULT) < 0) {
+            char h5msg[256];
+            return st_fail(err, "%s: cannot look up %s: %s (corrupt file?)", path, prefix,
+                           h5u_message(h5msg));
+        }
+        if (li.type != H5L_TYPE_HARD)
+            return st_fail(err, "%s: %s is %s; settrain reads only objects stored in the "
+                           "file itself", path, prefix,
+                           li.type == H5L_TYPE_EXTERNAL ? "an external link (to another file)"
+                           : li.type == H5L_TYPE_SOFT   ? "a soft link"
+                                                        : "a user-defined link");
+        if (i == len)
+            break;
+        /* An intermediate component must be a group ("/train" stored as
+         * a dataset would otherwise fail the next lookup with HDF5's text). */
+        hid_t o = H5Oopen(file, prefix, H5P_DEFAULT);
+        H5I_type_t type = o >= 0 ? H5Iget_type(o) : H5I_BADID;
+        if (o >= 0)
+            H5Oclose(o);
+        if (type != H5I_GROUP)
+            return st_fail(err, "%s: %s is %s, expected a group (holding %s)", path, prefix,
+                           type == H5I_DATASET ? "a dataset" : type == H5I_DATATYPE
+                           ? "a named datatype" : "not a readable object", name);
+    }
+    return 0;
+}
+
+/* 0 when dataset `name` keeps its values in this file: contiguous, chunked
+ * or compact storage. External storage (raw bytes in other files, which
+ * may be /dev/urandom or a FIFO) and virtual datasets (values mapped from
+ * other datasets or files; fill values where a source is missing) are
+ * refused: HDF5 would follow them silently. */
+static int check_layout(hid_t dset, const char *path, const char *name, char *err)
+{
+    hid_t dcpl = H5Dget_create_plist(dset);
+    if (dcpl < 0) {
+        char h5msg[256];
+        return st_fail(err, "%s: cannot read the storage properties of %s: %s", path, name,
+                       h5u_message(h5msg));
+    }
+    H5D_layout_t layout = H5Pget_layout(dcpl);
+    int n_ext = H5Pget_external_count(dcpl);
+    char ext[256] = "";
+    off_t off;
+    hsize_t size;
+    if (n_ext > 0 && H5Pget_external(dcpl, 0, sizeof ext, ext, &off, &size) < 0)
+        snprintf(ext, sizeof ext, "?");
+    ext[sizeof ext - 1] = '\0';
+    H5Pclose(dcpl);
+    if (layout == H5D_VIRTUAL)
+        return st_fail(err, "%s: %s is a virtual dataset (its values are mapped from other "
+                       "datasets or files); settrain reads only values stored in the file "
+                       "itself (contiguous, chunked or compact storage)", path, name);
+    if (n_ext != 0)
+        return st_fail(err, "%s: %s keeps its values in external file '%s'%s; settrain "
+                       "reads only values stored in the file itself (contiguous, chunked or "
+                       "compact storage)", path, name, n_ext > 0 ? ext : "?",
+                       n_ext > 1 ? " and others" : "");
+    if (layout != H5D_CONTIGUOUS && layout != H5D_CHUNKED && layout != H5D_COMPACT)
+        return st_fail(err, "%s: %s has an unknown storage layout (%d)", path, name,
+                       (int)layout);
+    return 0;
+}
+
 /* Open dataset `name` ("/train/X") after checking that it and its group
- * exist, that it has rank `rank` and type class `cls`; dims receives its
- * shape. Returns the dataset id or -1 with err. */
+ * exist as hard links, that it is a dataset stored in the file (no external
+ * or virtual storage), that it has rank `rank` and type class `cls` (any
+ * class for H5T_NO_CLASS); dims receives its shape. Returns the dataset id or -1 with err. */
 hid_t h5u_open_checked(hid_t file, const char *path, const char *name, int rank,
                           H5T_class_t cls, hsize_t dims[2], char *err)
 {
     hid_t dset = -1, t = -1, s = -1;
-    char group[64];
-    const char *slash = strrchr(name, '/');
-    snprintf(group, sizeof group, "%.*s", (int)(slash - name), name);
-    htri_t ex;
-    H5_TRY(ex = H5Lexists(file, group, H5P_DEFAULT));
-    if (ex)
-        H5_TRY(ex = H5Lexists(file, name, H5P_DEFAULT));
-    if (!ex) {
-        st_fail(err, "%s: missing dataset %s", path, name);
-        goto fail;
+    char missing[256];
+    int ex = check_path(file, path, name, missing, sizeof missing, err);
+    if (ex < 0)
+        return -1;
+    if (ex) {
+        if (strcmp(missing, name))
+            st_fail(err, "%s: missing dataset %s (no %s)", path, name, missing);
+        else
+            st_fail(err, "%s: missing dataset %s", path, name);
+        return -1;
+    }
+    hid_t o = H5Oopen(file, name, H5P_DEFAULT);
+    H5I_type_t type = o >= 0 ? H5Iget_type(o) : H5I_BADID;
+    if (o >= 0)
+        H5Oclose(o);
+    if (type != H5I_DATASET) {
+        st_fail(err, "%s: %s is %s, not a dataset", path, name,
+                type == H5I_GROUP ? "a group" : type == H5I_DATATYPE ? "a named datatype"
+                                                                     : "not readable");
+        return -1;
     }
     dset = H5Dopen2(file, name, H5P_DEFAULT);
     if (dset < 0) {
         st_fail(err, "%s: %s is not a dataset", path, name);
         goto fail;
     }
+    if (check_layout(dset, path, name, err))
+        goto fail;
     H5_TRY(s = H5Dget_space(dset));
     int r = H5Sget_simple_extent_ndims(s);
     if (r != rank) {
@@ -166,7 +323,7 @@ hid_t h5u_open_checked(hid_t file, const char *path, const char *name, int rank,
     }
     H5_TRY(H5Sget_simple_extent_dims(s, dims, NULL));
     H5_TRY(t = H5Dget_type(dset));
-    if (H5Tget_class(t) != cls) {
+    if (cls != H5T_NO_CLASS && H5Tget_class(t) != cls) {
         st_fail(err, "%s: %s has type class %s, expected %s", path, name,
                 h5u_class_name(H5Tget_class(t)), h5u_class_name(cls));
         goto fail;

@@ -139,6 +139,8 @@ int score_json_number(const char *json, const char *key, double *out)
 /* Reads a whole (small) file into a NUL-terminated buffer; NULL with err. */
 static char *read_text(const char *path, char *err)
 {
+    if (st_check_regular_input(path, err)) /* a FIFO or device would block fopen */
+        return NULL;
     FILE *f = fopen(path, "rb");
     if (!f) {
         st_fail(err, "%s: cannot read: %s", path, strerror(errno));

@@ -8,17 +8,28 @@
  * Fixtures are generated with the same libraries a user's tools would use
  * (HDF5, zlib, matio) under a mkdtemp directory in /tmp, removed at exit.
  * Legend: n samples, d features, k classes. */
-#define _XOPEN_SOURCE 700
+#define _GNU_SOURCE
+#include "checkpoint.h"
 #include "common.h"
+#include "config.h"
 #include "dataset.h"
 #include "harness.h"
+#include "model.h"
+#include "score.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <float.h>
 #include <ftw.h>
 #include <hdf5.h>
 #include <matio.h>
+#include <signal.h>
+#include <strings.h>
+#include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -246,7 +257,7 @@ static void test_h5_save_atomic_and_refusals(void)
     ST_EXPECT(dataset_save_h5(p, &a, err) == -1 && !file_exists(p), "k=1 save: %s", err);
     a.k = 3;
     ST_EXPECT(dataset_save_h5(tpath(p, "no/such/dir/x.h5"), &a, err) == -1 &&
-                  strstr(err, "cannot create temporary file"), "missing dir: %s", err);
+                  strstr(err, "temporary file beside it"), "missing dir: %s", err);
     dataset_free(&a);
 }
 
@@ -333,7 +344,7 @@ static void test_h5_not_hdf5(void)
     write_bytes(tpath(p, "text.h5"), "this is not HDF5\n", 17);
     EXPECT_LOAD_FAILS(p, "not an HDF5 file or truncated");
     write_bytes(tpath(p, "empty.h5"), "", 0);
-    EXPECT_LOAD_FAILS(p, "not an HDF5 file or truncated");
+    EXPECT_LOAD_FAILS(p, "is empty (0 bytes), not an HDF5 file");
     EXPECT_LOAD_FAILS(tpath(p, "absent.h5"), "cannot open: No such file");
     EXPECT_LOAD_FAILS(tmpdir, "is a directory");
 }
@@ -1205,6 +1216,574 @@ static void test_fmnist_real(void)
     dataset_free(&ds);
 }
 
+/* ------------------------------------------- hostile inputs (issue 11) */
+
+/* Runs fn(arg, err) in a child process with a time limit, so that a reader
+ * that blocks (a FIFO opened for reading waits for a writer forever) fails
+ * the test instead of hanging it. Returns the reader's result (0 or -1)
+ * and its message in err, or 2 with "hung" / "crashed" in err. */
+typedef int (*reader_fn)(const char *path, char *err);
+#define CHILD_SECONDS 10
+
+static int run_reader_limited(reader_fn fn, const char *path, char *err)
+{
+    int fds[2];
+    ST_CHECK_IO(pipe(fds) == 0);
+    fflush(stdout);
+    pid_t pid = fork();
+    ST_CHECK_IO(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        alarm(CHILD_SECONDS);
+        char e[ST_ERRLEN] = "";
+        int rc = fn(path, e);
+        char msg[ST_ERRLEN + 8];
+        int len = snprintf(msg, sizeof msg, "%d %s", rc, e);
+        if (write(fds[1], msg, (size_t)len) < 0)
+            _exit(5);
+        _exit(0);
+    }
+    close(fds[1]);
+    char buf[ST_ERRLEN + 8];
+    size_t got = 0;
+    ssize_t r;
+    while (got < sizeof buf - 1 && (r = read(fds[0], buf + got, sizeof buf - 1 - got)) > 0)
+        got += (size_t)r;
+    buf[got] = '\0';
+    close(fds[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    if (WIFSIGNALED(status)) {
+        snprintf(err, ST_ERRLEN, "%s (signal %d)",
+                 WTERMSIG(status) == SIGALRM ? "hung: still blocked after 10 s" : "crashed",
+                 WTERMSIG(status));
+        return 2;
+    }
+    int rc = 2;
+    char *sp = strchr(buf, ' ');
+    if (sp) {
+        rc = atoi(buf);
+        snprintf(err, ST_ERRLEN, "%s", sp + 1);
+    } else {
+        snprintf(err, ST_ERRLEN, "child said nothing");
+    }
+    return rc;
+}
+
+static int rd_h5(const char *path, char *err)
+{
+    st_dataset ds;
+    int rc = dataset_load_h5(path, &ds, err);
+    if (!rc)
+        dataset_free(&ds);
+    return rc;
+}
+
+static int rd_mat(const char *path, char *err)
+{
+    st_dataset ds;
+    int rc = prepare_mat(path, 0.25, 1, &ds, err);
+    if (!rc)
+        dataset_free(&ds);
+    return rc;
+}
+
+static int rd_idx(const char *path, char *err)
+{
+    uint8_t *buf = NULL;
+    int64_t n, r, c;
+    int rc = idx_read_images(path, &buf, &n, &r, &c, err);
+    free(buf);
+    return rc;
+}
+
+static int rd_idx_labels(const char *path, char *err)
+{
+    uint8_t *buf = NULL;
+    int64_t n;
+    int rc = idx_read_labels(path, &buf, &n, err);
+    free(buf);
+    return rc;
+}
+
+static int rd_ckpt(const char *path, char *err)
+{
+    st_config cfg;
+    st_model m;
+    st_run_state rs;
+    int rc = checkpoint_load(path, &cfg, &m, &rs, err);
+    if (!rc)
+        model_free(&m);
+    return rc;
+}
+
+/* path is a run folder here: its run.json is read. */
+static int rd_run_json(const char *dir, char *err)
+{
+    double t, a;
+    return score_read_run_dir(dir, &t, &a, err);
+}
+
+/* fn on path must return -1 promptly with a message that starts with
+ * path_in_msg and holds `what`. */
+#define EXPECT_REFUSED_PROMPTLY(fn, path, path_in_msg, what)                       \
+    do {                                                                           \
+        char e_[ST_ERRLEN];                                                        \
+        int r_ = run_reader_limited((fn), (path), e_);                             \
+        ST_EXPECT(r_ == -1 && strstr(e_, (what)) &&                                \
+                      !strncmp(e_, (path_in_msg), strlen(path_in_msg)),            \
+                  "%s on %s: returned %d, '%s', wanted '%s'", #fn, (path), r_, e_, \
+                  (what));                                                         \
+    } while (0)
+
+/* A unix socket bound at path (the listening descriptor stays open). */
+static int make_socket(const char *path)
+{
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    size_t len = strlen(path);
+    if (len >= sizeof sa.sun_path)
+        st_die("socket path too long: %s", path);
+    memcpy(sa.sun_path, path, len + 1);
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    ST_CHECK_IO(s >= 0 && bind(s, (struct sockaddr *)&sa, sizeof sa) == 0);
+    return s;
+}
+
+/* A FIFO, a character device (/dev/null) and a socket as the input of
+ * every reader (data file, MAT file, IDX image and label files, checkpoint,
+ * a run folder's run.json): refused at once with a message naming the
+ * file and its kind, never blocking in open (a FIFO would wait for a
+ * writer forever). */
+static void test_inputs_not_regular(void)
+{
+    char fifo[512], sock[512], run[512], runjson[600];
+    ST_CHECK_IO(mkfifo(tpath(fifo, "fifo.h5"), 0600) == 0);
+    int s = make_socket(tpath(sock, "sock.h5"));
+    static const struct {
+        reader_fn fn;
+        const char *name;
+    } readers[] = {{rd_h5, "dataset_load_h5"}, {rd_mat, "prepare_mat"},
+                   {rd_idx, "idx_read_images"}, {rd_idx_labels, "idx_read_labels"},
+                   {rd_ckpt, "checkpoint_load"}};
+    for (size_t i = 0; i < sizeof readers / sizeof readers[0]; i++) {
+        printf("    %s\n", readers[i].name);
+        EXPECT_REFUSED_PROMPTLY(readers[i].fn, fifo, fifo, "is a FIFO (named pipe), not a regular file");
+        EXPECT_REFUSED_PROMPTLY(readers[i].fn, "/dev/null", "/dev/null",
+                                "is a character device, not a regular file");
+        EXPECT_REFUSED_PROMPTLY(readers[i].fn, sock, sock, "is a socket, not a regular file");
+    }
+    ST_CHECK_IO(mkdir(tpath(run, "fiforun"), 0777) == 0);
+    snprintf(runjson, sizeof runjson, "%s/run.json", run);
+    ST_CHECK_IO(mkfifo(runjson, 0600) == 0);
+    EXPECT_REFUSED_PROMPTLY(rd_run_json, run, runjson, "is a FIFO (named pipe)");
+    close(s);
+}
+
+/* /train/X stored in an external raw file: a regular file holding valid
+ * floats (HDF5 would read it silently: "data" from /dev/urandom or any
+ * file), and a FIFO (HDF5 would block opening it). */
+static void put_external_x(const char *path, const char *ext, hsize_t rows)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    H5Ldelete(f, "/train/X", H5P_DEFAULT);
+    hsize_t dims[2] = {rows, GOOD_D};
+    hid_t sp = H5Screate_simple(2, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_external(dcpl, ext, 0, rows * GOOD_D * sizeof(float));
+    hid_t d = H5Dcreate2(f, "/train/X", H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    ST_CHECK_IO(d >= 0);
+    H5Dclose(d);
+    H5Pclose(dcpl);
+    H5Sclose(sp);
+    H5Fclose(f);
+}
+
+static void test_h5_external_storage(void)
+{
+    char p[512], raw[512], fifo[512];
+    float x[GOOD_NTR * GOOD_D];
+    for (int i = 0; i < GOOD_NTR * GOOD_D; i++)
+        x[i] = (float)i / 7.0f;
+    write_bytes(tpath(raw, "x.raw"), x, sizeof x);
+    write_good(tpath(p, "ext.h5"));
+    put_external_x(p, raw, GOOD_NTR);
+    EXPECT_LOAD_FAILS(p, "/train/X keeps its values in external file");
+    EXPECT_LOAD_FAILS(p, "x.raw");
+
+    ST_CHECK_IO(mkfifo(tpath(fifo, "x.fifo"), 0600) == 0);
+    write_good(tpath(p, "extfifo.h5"));
+    put_external_x(p, fifo, GOOD_NTR);
+    EXPECT_REFUSED_PROMPTLY(rd_h5, p, p, "/train/X keeps its values in external file");
+}
+
+/* /train/X as a virtual dataset whose source file is missing (HDF5 reads
+ * fill values: zeros) and one whose source exists. */
+static void put_virtual_x(const char *path, const char *src_file)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    H5Ldelete(f, "/train/X", H5P_DEFAULT);
+    hsize_t dims[2] = {GOOD_NTR, GOOD_D};
+    hid_t vs = H5Screate_simple(2, dims, NULL), ss = H5Screate_simple(2, dims, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    ST_CHECK_IO(H5Pset_virtual(dcpl, vs, src_file, "/train/X", ss) >= 0);
+    hid_t d = H5Dcreate2(f, "/train/X", H5T_IEEE_F32LE, vs, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    ST_CHECK_IO(d >= 0);
+    H5Dclose(d);
+    H5Pclose(dcpl);
+    H5Sclose(ss);
+    H5Sclose(vs);
+    H5Fclose(f);
+}
+
+static void test_h5_virtual_dataset(void)
+{
+    char p[512], src[512];
+    write_good(tpath(p, "vds.h5"));
+    put_virtual_x(p, tpath(src, "no-such-source.h5"));
+    EXPECT_LOAD_FAILS(p, "/train/X is a virtual dataset");
+    write_good(tpath(src, "vds-source.h5"));
+    write_good(p);
+    put_virtual_x(p, src);
+    EXPECT_LOAD_FAILS(p, "/train/X is a virtual dataset");
+}
+
+/* A small checkpoint (8-8-8-3, motif 1) at path. */
+static void write_checkpoint(const char *dir, char *path)
+{
+    st_config cfg;
+    st_model m;
+    st_run_state rs;
+    char err[ST_ERRLEN];
+    const int32_t sizes[4] = {8, 8, 8, 3};
+    config_defaults(&cfg);
+    snprintf(cfg.data, sizeof cfg.data, "data.h5");
+    cfg.n_hidden = 2;
+    cfg.hidden[0] = cfg.hidden[1] = 8;
+    cfg.epsilon = 2;
+    ST_CHECK_IO(model_init(&m, sizes, 3, 1, cfg.epsilon, 7, err) == 0);
+    m.feat_mean = st_calloc(8, sizeof(float), "mean");
+    m.feat_std = st_calloc(8, sizeof(float), "std");
+    for (int i = 0; i < 8; i++)
+        m.feat_std[i] = 1.0f;
+    memset(&rs, 0, sizeof rs);
+    rs.epochs_done = 1;
+    rs.best_acc = rs.final_acc = 0.5;
+    snprintf(rs.started, sizeof rs.started, "2026-01-01T00:00:00");
+#if ST_CHECKPOINT_FORMAT_VERSION >= 2
+    /* Format 2 carries the run id and the data fingerprint. */
+    st_dataset ds;
+    make_ds(&ds, 12, 4, 8, 3, 0);
+    st_run_id_new(rs.run_id);
+    st_data_fingerprint_of(&ds, &rs.data_fp);
+    rs.has_fingerprint = 1;
+    dataset_free(&ds);
+#endif
+    if (st_mkdirs(dir, err) || checkpoint_save(dir, &cfg, &m, &rs, err))
+        st_die("checkpoint fixture: %s", err);
+    model_free(&m);
+    snprintf(path, 600, "%s/checkpoint.h5", dir);
+}
+
+/* A checkpoint whose /model/feat_std is stored in an external file, or is
+ * a virtual dataset: the checkpoint reader refuses both, as the data
+ * reader does. */
+static void test_checkpoint_external_virtual(void)
+{
+    char dir[512], p[600], raw[512], err[ST_ERRLEN];
+    write_checkpoint(tpath(dir, "ckext"), p);
+    ST_EXPECT(rd_ckpt(p, err) == 0, "fixture checkpoint refused: %s", err);
+    float ones[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    write_bytes(tpath(raw, "std.raw"), ones, sizeof ones);
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    ST_CHECK_IO(f >= 0 && H5Ldelete(f, "/model/feat_std", H5P_DEFAULT) >= 0);
+    hsize_t n = 8;
+    hid_t sp = H5Screate_simple(1, &n, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_external(dcpl, raw, 0, sizeof ones);
+    hid_t d = H5Dcreate2(f, "/model/feat_std", H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl,
+                         H5P_DEFAULT);
+    ST_CHECK_IO(d >= 0);
+    H5Dclose(d);
+    H5Pclose(dcpl);
+    H5Sclose(sp);
+    H5Fclose(f);
+    EXPECT_REFUSED_PROMPTLY(rd_ckpt, p, p, "/model/feat_std keeps its values in external file");
+
+    write_checkpoint(tpath(dir, "ckvds"), p);
+    char src[600];
+    snprintf(src, sizeof src, "%s/ckext/checkpoint.h5", tmpdir);
+    f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    ST_CHECK_IO(f >= 0 && H5Ldelete(f, "/model/feat_std", H5P_DEFAULT) >= 0);
+    sp = H5Screate_simple(1, &n, NULL);
+    hid_t ss = H5Screate_simple(1, &n, NULL);
+    dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_virtual(dcpl, sp, "no-such-file.h5", "/model/feat_std", ss);
+    d = H5Dcreate2(f, "/model/feat_std", H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    ST_CHECK_IO(d >= 0);
+    H5Dclose(d);
+    H5Pclose(dcpl);
+    H5Sclose(ss);
+    H5Sclose(sp);
+    H5Fclose(f);
+    EXPECT_REFUSED_PROMPTLY(rd_ckpt, p, p, "/model/feat_std is a virtual dataset");
+}
+
+/* /train stored as a dataset instead of a group; /test/X an external link
+ * into another file and /test/y a soft link. */
+static void test_h5_group_is_dataset_and_links(void)
+{
+    char p[512], other[512];
+    float xf[4] = {0};
+    hsize_t d2[2] = {2, 2};
+    write_good(tpath(p, "grp.h5"));
+    h5_delete(p, "/train");
+    h5_put(p, "/train", H5T_NATIVE_FLOAT, 2, d2, xf);
+    EXPECT_LOAD_FAILS(p, "/train is a dataset, expected a group");
+
+    write_good(tpath(other, "other.h5"));
+    write_good(p);
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    H5Ldelete(f, "/test/X", H5P_DEFAULT);
+    H5Lcreate_external(other, "/test/X", f, "/test/X", H5P_DEFAULT, H5P_DEFAULT);
+    H5Fclose(f);
+    EXPECT_LOAD_FAILS(p, "/test/X is an external link (to another file)");
+
+    write_good(p);
+    f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    H5Ldelete(f, "/test/y", H5P_DEFAULT);
+    H5Lcreate_soft("/train/y", f, "/test/y", H5P_DEFAULT, H5P_DEFAULT);
+    H5Fclose(f);
+    EXPECT_LOAD_FAILS(p, "/test/y is a soft link");
+}
+
+/* A data file another process holds open for writing (HDF5 takes an
+ * exclusive flock for that) is reported as locked, not as "not an HDF5
+ * file". */
+static void test_h5_locked_by_writer(void)
+{
+    char p[512];
+    const char *env = getenv("HDF5_USE_FILE_LOCKING");
+    if (env && (!strcasecmp(env, "FALSE") || !strcmp(env, "0")))
+        ST_SKIP("HDF5_USE_FILE_LOCKING=%s: HDF5 takes no locks here", env);
+    write_good(tpath(p, "locked.h5"));
+    int fd = open(p, O_RDWR);
+    ST_CHECK_IO(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0);
+    EXPECT_LOAD_FAILS(p, "is locked: another process has it open for writing");
+    EXPECT_LOAD_FAILS(p, "HDF5_USE_FILE_LOCKING");
+    close(fd);
+    st_dataset ds;
+    char err[ST_ERRLEN];
+    ST_EXPECT(dataset_load_h5(p, &ds, err) == 0, "after the lock is gone: %s", err);
+    dataset_free(&ds);
+}
+
+/* n_classes 2^31-1 (and 2^20 + 1) is refused naming the root attribute. */
+static void test_h5_n_classes_too_large(void)
+{
+    char p[512];
+    int64_t v = 2147483647;
+    write_good(tpath(p, "bigk.h5"));
+    h5_attr_delete(p, "label_values");
+    h5_attr(p, "n_classes", 0, &v);
+    EXPECT_LOAD_FAILS(p, "root attribute n_classes is 2147483647, expected 2 .. 1048576");
+    v = 1048577;
+    h5_attr(p, "n_classes", 0, &v);
+    EXPECT_LOAD_FAILS(p, "root attribute n_classes is 1048577");
+    v = 1048576; /* the bound itself is accepted */
+    h5_attr(p, "n_classes", 0, &v);
+    st_dataset ds;
+    char err[ST_ERRLEN];
+    ST_EXPECT(dataset_load_h5(p, &ds, err) == 0 && ds.k == 1048576, "%s", err);
+    dataset_free(&ds);
+}
+
+/* Empty, header-only and truncated MAT files say so (matio alone made them
+ * "no variable X"). */
+static void test_mat_empty_truncated(void)
+{
+    char p[512], q[512];
+    double x[8] = {1, 2, 3, 4, 5, 6, 7, 8}, y[4] = {1, 2, 1, 2};
+    write_bytes(tpath(p, "empty.mat"), "", 0);
+    EXPECT_MAT_FAILS(p, "is empty (0 bytes), not a MAT file");
+
+    mat_t *mat = Mat_CreateVer(tpath(q, "whole.mat"), NULL, MAT_FT_MAT5);
+    ST_CHECK_IO(mat);
+    size_t dx[2] = {4, 2}, dy[2] = {4, 1};
+    matvar_t *vx = Mat_VarCreate("X", MAT_C_DOUBLE, MAT_T_DOUBLE, 2, dx, x, 0);
+    matvar_t *vy = Mat_VarCreate("Y", MAT_C_DOUBLE, MAT_T_DOUBLE, 2, dy, y, 0);
+    ST_CHECK_IO(!Mat_VarWrite(mat, vx, MAT_COMPRESSION_NONE) &&
+                !Mat_VarWrite(mat, vy, MAT_COMPRESSION_NONE));
+    Mat_VarFree(vx);
+    Mat_VarFree(vy);
+    Mat_Close(mat);
+    struct stat sb;
+    ST_CHECK_IO(stat(q, &sb) == 0);
+    FILE *f = fopen(q, "rb");
+    ST_CHECK_IO(f);
+    uint8_t whole[4096];
+    size_t n = fread(whole, 1, sizeof whole, f);
+    fclose(f);
+    ST_CHECK_IO(n == (size_t)sb.st_size && n > 200);
+
+    write_bytes(tpath(p, "hdr.mat"), whole, 128);
+    EXPECT_MAT_FAILS(p, "no variable X (the file holds no variables)");
+    /* Cut inside X's tag, inside X's data, and inside Y (the last byte). */
+    const size_t cuts[3] = {132, 180, n - 1};
+    for (int c = 0; c < 3; c++) {
+        write_bytes(tpath(p, "cut.mat"), whole, cuts[c]);
+        EXPECT_MAT_FAILS(p, "truncated");
+    }
+    /* The variables a file does hold are named when X is missing. */
+    mat = Mat_CreateVer(tpath(p, "names.mat"), NULL, MAT_FT_MAT5);
+    vx = Mat_VarCreate("data", MAT_C_DOUBLE, MAT_T_DOUBLE, 2, dx, x, 0);
+    vy = Mat_VarCreate("Y", MAT_C_DOUBLE, MAT_T_DOUBLE, 2, dy, y, 0);
+    ST_CHECK_IO(mat && !Mat_VarWrite(mat, vx, MAT_COMPRESSION_ZLIB) &&
+                !Mat_VarWrite(mat, vy, MAT_COMPRESSION_ZLIB));
+    Mat_VarFree(vx);
+    Mat_VarFree(vy);
+    Mat_Close(mat);
+    EXPECT_MAT_FAILS(p, "no variable X (the file holds: data, Y)");
+}
+
+/* A MAT v7.3 file laid out by hand as MATLAB, h5py or hdf5storage write it:
+ * a 512-byte user block holding the MATLAB header, then HDF5 with one
+ * dataset per variable, dimensions reversed (MATLAB's n x d array X is an
+ * HDF5 dataset of shape (d, n)) and the MATLAB_class attribute: fixed
+ * length as MATLAB writes it, variable length as h5py writes a str, or
+ * none. cls NULL: no attribute. */
+enum v73_class_attr { V73_FIXED, V73_VLEN, V73_NONE };
+
+static void v73_class(hid_t d, const char *cls, enum v73_class_attr how)
+{
+    if (how == V73_NONE)
+        return;
+    hid_t t = H5Tcopy(H5T_C_S1), s = H5Screate(H5S_SCALAR);
+    if (how == V73_VLEN) {
+        H5Tset_size(t, H5T_VARIABLE);
+        H5Tset_cset(t, H5T_CSET_UTF8);
+    } else {
+        H5Tset_size(t, strlen(cls));
+    }
+    hid_t a = H5Acreate2(d, "MATLAB_class", t, s, H5P_DEFAULT, H5P_DEFAULT);
+    if (how == V73_VLEN)
+        H5Awrite(a, t, &cls);
+    else
+        H5Awrite(a, t, cls);
+    H5Aclose(a);
+    H5Sclose(s);
+    H5Tclose(t);
+}
+
+/* X: n x d doubles (column-major as MATLAB holds them), Y: ny labels. */
+static void write_v73(const char *path, const double *x, size_t n, size_t d, const double *y,
+                      size_t ny, const char *xclass, enum v73_class_attr how)
+{
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+    H5Pset_userblock(fcpl, 512);
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+    ST_CHECK_IO(f >= 0);
+    hsize_t dx[2] = {d, n}, dy[2] = {1, ny};
+    hid_t s = H5Screate_simple(2, dx, NULL);
+    hid_t ds = H5Dcreate2(f, "X", H5T_IEEE_F64LE, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
+    v73_class(ds, xclass, how);
+    H5Dclose(ds);
+    H5Sclose(s);
+    s = H5Screate_simple(2, dy, NULL);
+    ds = H5Dcreate2(f, "Y", H5T_STD_U8LE, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, y);
+    v73_class(ds, "uint8", how);
+    H5Dclose(ds);
+    H5Sclose(s);
+    H5Fclose(f);
+    H5Pclose(fcpl);
+    char hdr[128];
+    memset(hdr, ' ', sizeof hdr);
+    const char *text = "MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Tue Dec  1 "
+                       "00:00:00 2026 HDF5 schema 1.00 .";
+    memcpy(hdr, text, strlen(text));
+    memset(hdr + 116, 0, 8);
+    hdr[124] = 0x00;
+    hdr[125] = 0x02;
+    hdr[126] = 'I';
+    hdr[127] = 'M';
+    FILE *fp = fopen(path, "r+b");
+    ST_CHECK_IO(fp && fwrite(hdr, 1, sizeof hdr, fp) == sizeof hdr && fclose(fp) == 0);
+}
+
+/* MAT v7.3: written by matio, and by hand with MATLAB's fixed-length class
+ * attribute, h5py's variable-length one and none: each gives back X and Y
+ * exactly; a char X, a complex X and a struct X are refused by name. */
+static void test_mat_v73(void)
+{
+    const size_t n = 6, d = 3;
+    double x[18], y[6] = {4, 7, 4, 7, 4, 7};
+    for (size_t j = 0; j < d; j++)
+        for (size_t i = 0; i < n; i++)
+            x[j * n + i] = xval(i, j, 1);
+    char p[512], err[ST_ERRLEN];
+    double *rx, xi[18] = {0};
+    int64_t *ry, rn, rd;
+
+    mat_t *mat = Mat_CreateVer(tpath(p, "matio73.mat"), NULL, MAT_FT_MAT73);
+    ST_CHECK_IO(mat);
+    mat_put(mat, "X", MAT_C_DOUBLE, MAT_T_DOUBLE, n, d, x, 0);
+    mat_put(mat, "Y", MAT_C_DOUBLE, MAT_T_DOUBLE, n, 1, y, 0);
+    Mat_Close(mat);
+    const char *names[4] = {"matio73.mat", "fixed73.mat", "vlen73.mat", "none73.mat"};
+    for (int k = 0; k < 4; k++) {
+        tpath(p, names[k]);
+        if (k > 0)
+            write_v73(p, x, n, d, y, n, "double", (enum v73_class_attr)(k - 1));
+        int rc = mat_read_xy(p, &rx, &rn, &rd, &ry, err);
+        ST_EXPECT(rc == 0, "%s: %s", names[k], err);
+        if (rc)
+            continue;
+        int ok = rn == (int64_t)n && rd == (int64_t)d;
+        for (size_t i = 0; ok && i < n; i++) {
+            ok &= ry[i] == (int64_t)y[i];
+            for (size_t j = 0; j < d; j++)
+                ok &= rx[i * d + j] == xval(i, j, 1);
+        }
+        ST_EXPECT(ok, "%s: values differ (n %lld, d %lld)", names[k], (long long)rn,
+                  (long long)rd);
+        free(rx);
+        free(ry);
+    }
+    write_v73(tpath(p, "char73.mat"), x, n, d, y, n, "char", V73_FIXED);
+    EXPECT_MAT_FAILS(p, "X has MATLAB class char, expected a numeric array");
+    write_v73(tpath(p, "cell73.mat"), x, n, d, y, n, "cell", V73_VLEN);
+    EXPECT_MAT_FAILS(p, "X has MATLAB class cell");
+
+    mat_complex_split_t z = {x, xi};
+    mat = Mat_CreateVer(tpath(p, "cplx73.mat"), NULL, MAT_FT_MAT73);
+    ST_CHECK_IO(mat);
+    mat_put(mat, "X", MAT_C_DOUBLE, MAT_T_DOUBLE, n, d, &z, MAT_F_COMPLEX);
+    mat_put(mat, "Y", MAT_C_DOUBLE, MAT_T_DOUBLE, n, 1, y, 0);
+    Mat_Close(mat);
+    EXPECT_MAT_FAILS(p, "X is complex");
+
+    /* X written without MATLAB's transpose (numpy's (n, d) as is). */
+    write_v73(tpath(p, "transposed73.mat"), x, d, n, y, n, "double", V73_VLEN);
+    EXPECT_MAT_FAILS(p, "X looks transposed");
+
+    mat = Mat_CreateVer(tpath(p, "struct73.mat"), NULL, MAT_FT_MAT73);
+    ST_CHECK_IO(mat);
+    size_t one[2] = {1, 1};
+    matvar_t *field = Mat_VarCreate("a", MAT_C_DOUBLE, MAT_T_DOUBLE, 2, one, x, 0);
+    const char *fields[1] = {"a"};
+    matvar_t *st = Mat_VarCreateStruct("X", 2, one, fields, 1);
+    Mat_VarSetStructFieldByName(st, "a", 0, field);
+    ST_CHECK_IO(st && !Mat_VarWrite(mat, st, MAT_COMPRESSION_NONE));
+    Mat_VarFree(st);
+    mat_put(mat, "Y", MAT_C_DOUBLE, MAT_T_DOUBLE, n, 1, y, 0);
+    Mat_Close(mat);
+    EXPECT_MAT_FAILS(p, "X is a MATLAB sparse matrix, struct or cell array");
+
+    write_bytes(tpath(p, "cut73.mat"), "MATLAB 7.3", 10);
+    EXPECT_MAT_FAILS(p, "not a MATLAB MAT file");
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/st_test_data.XXXXXX");
@@ -1240,6 +1819,15 @@ int main(void)
     ST_RUN(test_cmd_prepare);
     ST_RUN(test_shared_files);
     ST_RUN(test_fmnist_real);
+    ST_RUN(test_inputs_not_regular);
+    ST_RUN(test_h5_external_storage);
+    ST_RUN(test_h5_virtual_dataset);
+    ST_RUN(test_checkpoint_external_virtual);
+    ST_RUN(test_h5_group_is_dataset_and_links);
+    ST_RUN(test_h5_locked_by_writer);
+    ST_RUN(test_h5_n_classes_too_large);
+    ST_RUN(test_mat_empty_truncated);
+    ST_RUN(test_mat_v73);
     nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     return st_test_summary("test_data");
 }
