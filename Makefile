@@ -1,9 +1,11 @@
 # settrain build.
 #   make            build build/settrain (CPU backend; the GPU backend too when nvcc is found)
 #   make test       build and run the whole test suite (what CI runs)
+#   make gpu-bundle build gpubundle/, everything the first GPU check needs (see below)
 #   make clean
 # Variables: CC, CPU_ARCH (-march value, default native), CUDA_ARCH (list of sm_XX),
-#            NVCC (path; set NVCC= to build without CUDA), OMP (set OMP= to build without OpenMP).
+#            NVCC (path; set NVCC= to build without CUDA), OMP (set OMP= to build without OpenMP),
+#            BUNDLE (1: link with an RPATH of $ORIGIN/../lib, for gpu-bundle).
 
 CC       ?= gcc
 CPU_ARCH ?= native
@@ -22,6 +24,12 @@ CFLAGS  ?= -O3 -march=$(CPU_ARCH) -g
 # -Wno-psabi: the static batch-vector helpers in cpu_ops.c never cross an ABI boundary.
 CFLAGS  += -std=gnu99 -Wall -Wextra -Wno-psabi -Iinclude $(HDF5_CFLAGS) $(OMP) -DST_GIT_COMMIT=\"$(GIT_COMMIT)\"
 LDLIBS  += $(HDF5_LIBS) -lmatio -lz -lm $(OMP)
+# Binaries that travel in the GPU bundle find its lib/ (libmatio, libgomp)
+# first; DT_RPATH (not RUNPATH) so that libmatio's own needs are searched
+# there too.
+ifeq ($(BUNDLE),1)
+LDLIBS  += -Wl,--disable-new-dtags -Wl,-rpath,'$$ORIGIN/../lib'
+endif
 
 SRC      := $(wildcard src/*.c)
 OBJ      := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRC))
@@ -88,7 +96,7 @@ $(BUILD)/obj $(BUILD)/tests:
 # Runs every test binary (each prints "N passed, N failed"), then the shell
 # tests, and prints the total; fails when any test failed.
 test: $(BUILD)/settrain $(TEST_BIN)
-	@BUILD=$(BUILD) sh tests/run_all.sh $(TEST_BIN)
+	@BUILD=$(BUILD) ST_HAVE_CUDA=$(HAVE_CUDA) sh tests/run_all.sh $(TEST_BIN)
 
 clean:
 	rm -rf $(BUILD)
@@ -165,17 +173,36 @@ sanitize:
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=86 \
 	    $(MAKE) BUILD=$(SAN_BUILD) test
 
-# --- GPU checks (make test-gpu, bench-gpu, gpu-check) --------------------------
-# test-gpu   the GPU tests alone (tests/test_gpu.c; also part of `make test`;
-#            the device tests skip with a message where no GPU is present).
-# bench-gpu  tests/bench_gpu.c: training seconds per epoch on Fashion-MNIST per
-#            motif beside the all-dense cuBLAS network, and the kernel harness;
-#            BENCH_ARGS adds options (e.g. BENCH_ARGS=--short, --help).
-# gpu-check  scripts/gpu_check.sh: build for sm_90 (+PTX), the GPU tests, the
-#            same under compute-sanitizer memcheck and racecheck, a short
-#            benchmark; logs and a summary under ${OUT:-/tmp/gpu_check}.
-BENCH_ARGS ?=
-.PHONY: test-gpu bench-gpu gpu-check
+# --- GPU checks (make test-gpu, bench-gpu, gpu-bundle, gpu-check) -------------
+# test-gpu    the GPU tests alone (tests/test_gpu.c; also part of `make test`;
+#             the device tests skip with a message where no GPU is present).
+# bench-gpu   tests/bench_gpu.c: training seconds per epoch on Fashion-MNIST per
+#             motif beside the all-dense cuBLAS network, and the kernel harness;
+#             BENCH_ARGS adds options (e.g. BENCH_ARGS=--short, --help).
+# gpu-bundle  builds, on any machine with nvcc (no GPU needed), the folder
+#             GPU_BUNDLE (gpubundle/, git-ignored, < 60 MiB) that a machine with
+#             a GPU but no make, -dev packages or libmatio runs as it is:
+#             bin/ settrain, test_gpu and bench_gpu, compiled in
+#             GPU_BUNDLE_BUILD with CPU_ARCH=x86-64-v3 (no AVX-512: the CPU
+#             oracle runs on any x86-64-v3 host) and CUDA_ARCH=sm_90 (+PTX),
+#             the commit stamp baked in; lib/ the libraries they need that
+#             such a machine lacks (libmatio, libgomp), found through an
+#             RPATH of $ORIGIN/../lib; data/ lung_small.h5 (prepared from
+#             SHARED_DATA/lung_small.mat) and the Fashion-MNIST IDX files
+#             (FMNIST_SRC); run.sh, a copy of scripts/gpu_check.sh.
+#             Objects are kept in GPU_BUNDLE_BUILD between runs.
+# gpu-check   gpu-bundle, then `sh GPU_BUNDLE/run.sh` (scripts/gpu_check.sh:
+#             device facts, GPU tests, compute-sanitizer, CPU-vs-GPU end to
+#             end, interrupted and resumed run, short benchmark, within
+#             ~540 s; one archive and one summary under ${OUT:-/tmp/gpu_check}).
+#             On a lent device: the device tool's run with carry
+#             ["gpubundle"] and the command `sh gpubundle/run.sh`.
+BENCH_ARGS       ?=
+GPU_BUNDLE       ?= gpubundle
+GPU_BUNDLE_BUILD ?= $(BUILD)/bundle
+SHARED_DATA      ?= ../shared/data
+FMNIST_SRC       ?= /usr/share/datasets/fashion-mnist
+.PHONY: test-gpu bench-gpu gpu-bundle gpu-check
 test-gpu: $(BUILD)/tests/test_gpu
 	$(BUILD)/tests/test_gpu
 
@@ -185,5 +212,15 @@ $(BUILD)/bench_gpu: tests/bench_gpu.c $(LIB_OBJ) | $(BUILD)/tests
 bench-gpu: $(BUILD)/settrain $(BUILD)/bench_gpu
 	$(BUILD)/bench_gpu $(BENCH_ARGS)
 
-gpu-check:
-	sh scripts/gpu_check.sh
+# The sub-make gets the bundle's flags on its command line (they override
+# the caller's); CFLAGS from the environment is dropped so -march stays
+# x86-64-v3.
+gpu-bundle:
+	@if [ "$(HAVE_CUDA)" != 1 ]; then echo "gpu-bundle: needs nvcc (not found, or NVCC= given)" >&2; exit 1; fi
+	env -u CFLAGS $(MAKE) --no-print-directory BUILD=$(GPU_BUNDLE_BUILD) CPU_ARCH=x86-64-v3 \
+	    CUDA_ARCH=sm_90 BUNDLE=1 $(GPU_BUNDLE_BUILD)/settrain $(GPU_BUNDLE_BUILD)/tests/test_gpu \
+	    $(GPU_BUNDLE_BUILD)/bench_gpu
+	sh scripts/gpu_bundle.sh $(GPU_BUNDLE_BUILD) $(GPU_BUNDLE) $(SHARED_DATA) $(FMNIST_SRC)
+
+gpu-check: gpu-bundle
+	sh $(GPU_BUNDLE)/run.sh

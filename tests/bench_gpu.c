@@ -51,7 +51,7 @@
 #define MAXLIST 16
 
 typedef struct {
-    int train, kernels, check, dense_baseline;
+    int train, kernels, check, dense_baseline, devices;
     char data[1024], out[1024];
     int epochs;
     int64_t train_limit;
@@ -83,6 +83,7 @@ static const struct {
     {"warmup", 1, "N", "untimed warm-up runs per variant (3)"},
     {"no-check", 0, NULL, "skip the CPU validation in the harness"},
     {"out", 1, "FILE", "CSV path (results/bench/gpu-<card>-<commit>.csv)"},
+    {"devices", 0, NULL, "print one line naming the CUDA devices and exit: 0 with one, 1 without"},
     {"help", 0, NULL, "this text"},
 };
 #define N_OPTS (int)(sizeof opt_table / sizeof opt_table[0])
@@ -159,6 +160,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o)
         else if (!strcmp(name, "warmup")) bad = st_parse_int(optarg, 0, 100000, &v) || ((o->warmup = (int)v), 0);
         else if (!strcmp(name, "no-check")) o->check = 0;
         else if (!strcmp(name, "out")) snprintf(o->out, sizeof o->out, "%s", optarg);
+        else if (!strcmp(name, "devices")) o->devices = 1;
         else if (!strcmp(name, "help")) {
             usage(stdout);
             return 1;
@@ -186,6 +188,10 @@ int main(int argc, char **argv)
     int r = parse_opts(argc, argv, &o);
     if (r)
         return r > 0 ? 0 : 2;
+    if (o.devices) {
+        printf("no CUDA device is usable: this build has no CUDA (built with NVCC=)\n");
+        return 1;
+    }
     fprintf(stderr, "bench_gpu: this build has no CUDA (built with NVCC=); nothing to time\n");
     return 1;
 }
@@ -793,6 +799,22 @@ int main(int argc, char **argv)
         return r > 0 ? 0 : 2;
     int ndev = 0;
     cudaError_t e = cudaGetDeviceCount(&ndev);
+    if (o.devices) { /* one line either way (scripts/gpu_check.sh asks first) */
+        if (e != cudaSuccess || ndev < 1) {
+            printf("no CUDA device is present (cudaGetDeviceCount: %s)\n",
+                   e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+            return 1;
+        }
+        printf("%d CUDA device(s):", ndev);
+        for (int d = 0; d < ndev; d++) {
+            struct cudaDeviceProp p;
+            if (cudaGetDeviceProperties(&p, d) == cudaSuccess)
+                printf("%s %d: %s (compute %d.%d, %.1f GiB)", d ? ";" : "", d, p.name, p.major,
+                       p.minor, (double)p.totalGlobalMem / 1073741824.0);
+        }
+        printf("\n");
+        return 0;
+    }
     if (e != cudaSuccess || ndev < 1) {
         fprintf(stderr, "bench_gpu: no CUDA device (cudaGetDeviceCount: %s)\n",
                 e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
