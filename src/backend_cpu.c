@@ -7,6 +7,7 @@
  * Legend: B batch, ld = B rounded up to 8, n_l layer widths, L layers. */
 #define _GNU_SOURCE
 #include <omp.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +27,93 @@ typedef struct {
     int shard, shards;
     float *grad;                     /* flat gradient buffer, grad_n floats  */
     int64_t grad_n;
+    /* thread count chosen by measurement (adapt_*) */
+    int tmax;                        /* --threads, capped by the affinity mask */
+    int adapt;                       /* 0: always tmax (SETTRAIN_ADAPT_THREADS=0) */
+    int cur;                         /* threads of the coming batches          */
+    int probe;                       /* 0: running `left` batches on cur;      */
+                                     /* 1 / 2: timing tmax / 1 thread          */
+    int left, period, choice;
+    double probe_t[2];
+    int probe_n[2];
 } cpu_impl;
+
+/* Thread count: with other work on the machine, OpenMP's barriers wait for
+ * a thread that the scheduler has paused, and two threads can run many
+ * times slower than one. So the backend measures: every `period` batches it
+ * times ADAPT_PROBE full batches on one thread, then up to ADAPT_PROBE on
+ * tmax threads (stopping at the first that is clearly slower than one
+ * thread), and runs the next period on the faster count. The period grows
+ * fourfold up to ADAPT_MAX while the choice holds and restarts at
+ * ADAPT_MIN when it changes. Results do not depend on the thread count, so
+ * this changes speed only. SETTRAIN_ADAPT_THREADS=0 keeps tmax throughout. */
+#define ADAPT_PROBE 3
+#define ADAPT_MIN 48
+#define ADAPT_MAX 3072
+
+static void adapt_init(cpu_impl *c)
+{
+    c->tmax = omp_get_max_threads();
+#ifdef CPU_COUNT
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0 &&
+        CPU_COUNT(&set) < c->tmax)
+        c->tmax = CPU_COUNT(&set);
+#endif
+    const char *e = getenv("SETTRAIN_ADAPT_THREADS");
+    c->adapt = c->tmax > 1 && !(e && !strcmp(e, "0"));
+    c->probe = c->adapt ? 1 : 0; /* start by timing one thread */
+    c->cur = c->adapt ? 1 : c->tmax;
+    c->left = ADAPT_PROBE;
+    c->period = ADAPT_MIN;
+    c->choice = 0;
+    omp_set_num_threads(c->tmax);
+}
+
+static void adapt_choose(cpu_impl *c, int best)
+{
+    if (best == c->choice)
+        c->period = c->period * 4 < ADAPT_MAX ? c->period * 4 : ADAPT_MAX;
+    else
+        c->period = ADAPT_MIN;
+    c->choice = best;
+    c->cur = best;
+    c->probe = 0;
+    c->left = c->period;
+    c->probe_t[0] = c->probe_t[1] = 0;
+    c->probe_n[0] = c->probe_n[1] = 0;
+}
+
+/* After a batch (full: of the configured size) that took dt seconds: move
+ * the state on and set the thread count of the next batch. */
+static void adapt_after_batch(cpu_impl *c, int full, double dt)
+{
+    if (!c->adapt)
+        return;
+    if (c->probe && full) {
+        c->probe_t[c->probe - 1] += dt;
+        c->probe_n[c->probe - 1]++;
+    }
+    const double t1 = c->probe_n[0] ? c->probe_t[0] / c->probe_n[0] : 0;
+    if (c->probe == 2 && full && c->probe_n[0] && dt > 1.25 * t1) {
+        adapt_choose(c, 1); /* clearly slower: no more batches on tmax */
+    } else if (--c->left > 0) {
+        /* go on */
+    } else if (c->probe == 1) { /* now time tmax threads */
+        c->probe = 2;
+        c->left = ADAPT_PROBE;
+        c->cur = c->tmax;
+    } else if (c->probe == 2) {
+        const double tm = c->probe_n[1] ? c->probe_t[1] / c->probe_n[1] : 0;
+        adapt_choose(c, c->probe_n[0] && c->probe_n[1] && tm < t1 ? c->tmax
+                        : c->probe_n[0] && c->probe_n[1] ? 1 : c->cur);
+    } else { /* period over: probe again */
+        c->probe = 1;
+        c->left = ADAPT_PROBE;
+        c->cur = 1;
+    }
+    omp_set_num_threads(c->cur);
+}
 
 static int round8(int b) { return (b + 7) / 8 * 8; }
 
@@ -174,17 +261,22 @@ static int cpu_train_epoch(st_backend *be, int epoch, const int64_t *perm, int64
     cpu_impl *c = be->impl;
     const st_config *cfg = be->cfg;
     const int split = c->reduce || c->shards > 1;
+    omp_set_num_threads(c->cur); /* the measured count inside the backend; tmax outside */
     int batch_index = (int)(start / cfg->batch);
     int64_t s = start;
     for (; s < n; s += cfg->batch, batch_index++) {
         const int B = (int)(n - s < cfg->batch ? n - s : cfg->batch);
+        const double t0 = omp_get_wtime();
         if (split) {
             const int lo = (int)((int64_t)B * c->shard / c->shards);
             const int hi = (int)((int64_t)B * (c->shard + 1) / c->shards);
             if (backend_cpu_batch_grad(be, epoch, batch_index, perm + s, B, lo, hi, c->grad,
-                                       loss_sum, correct, err))
+                                       loss_sum, correct, err)) {
+                omp_set_num_threads(c->tmax);
                 return -1;
+            }
             if (c->reduce && c->reduce(c->grad, c->grad_n, c->reduce_ctx) != 0) {
+                omp_set_num_threads(c->tmax);
                 st_fail(err, "the gradient reduction of batch %d failed", batch_index);
                 return -1;
             }
@@ -193,12 +285,14 @@ static int cpu_train_epoch(st_backend *be, int epoch, const int64_t *perm, int64
             load_batch(be, perm + s, B);
             batch_pass(be, epoch, batch_index, 0, B, B, NULL, loss_sum, correct);
         }
+        adapt_after_batch(c, B == cfg->batch, omp_get_wtime() - t0);
         if (*stop) {
             s += cfg->batch;
             break;
         }
     }
     *done = s < n ? s : n;
+    omp_set_num_threads(c->tmax);
     return 0;
 }
 
@@ -214,6 +308,7 @@ static int cpu_evaluate(st_backend *be, int split, double *loss_sum, int64_t *co
     int64_t n = split ? ds->n_test : ds->n_train;
     int64_t rows[4096];
     const int bmax = be->cfg->batch;
+    omp_set_num_threads(c->cur);
     for (int64_t s = 0; s < n; s += bmax) {
         int B = (int)(n - s < bmax ? n - s : bmax);
         for (int b = 0; b < B; b++)
@@ -222,6 +317,7 @@ static int cpu_evaluate(st_backend *be, int split, double *loss_sum, int64_t *co
         forward(be, 0, 0, 0, 0, B);
         cpu_softmax_xent(c->z[L], y + s, K, B, c->ld, NULL, loss_sum, correct);
     }
+    omp_set_num_threads(c->tmax);
     return 0;
 }
 
@@ -244,7 +340,6 @@ static int cpu_sync_model(st_backend *be, char *err)
 
 static void cpu_describe(st_backend *be, char *buf, size_t n)
 {
-    (void)be;
     char model[256] = "unknown";
     FILE *f = fopen("/proc/cpuinfo", "r");
     if (f) {
@@ -264,8 +359,11 @@ static void cpu_describe(st_backend *be, char *buf, size_t n)
     for (char *p = model; *p; p++)
         if (*p == '"' || *p == '\\')
             *p = ' ';
-    snprintf(buf, n, "\"cpu_model\": \"%s\", \"threads\": %d, \"cores_online\": %d", model,
-             omp_get_max_threads(), omp_get_num_procs());
+    const cpu_impl *c = be->impl;
+    snprintf(buf, n,
+             "\"cpu_model\": \"%s\", \"threads\": %d, \"threads_adaptive\": %s, "
+             "\"cores_online\": %d",
+             model, c->tmax, c->adapt ? "true" : "false", omp_get_num_procs());
 }
 
 static void cpu_destroy(st_backend *be)
@@ -310,6 +408,7 @@ st_backend *backend_cpu_create(st_model *model, const st_dataset *data, const st
     const int L = model->n_layers;
     c->ld = round8(cfg->batch);
     c->shards = 1;
+    adapt_init(c);
     c->z = st_calloc((size_t)L + 1, sizeof(float *), "z");
     c->a = st_calloc((size_t)L + 1, sizeof(float *), "a");
     c->delta = st_calloc((size_t)L + 1, sizeof(float *), "delta");
