@@ -97,7 +97,7 @@ step_memcheck() {
     san=$(sanitizer)
     [ -n "$san" ] || { echo "FAIL: compute-sanitizer not found"; return 1; }
     env ST_GPU_TEST_SHORT=1 ST_TEST_NO_SKIP=1 ST_GPU_NO_FALLBACK=1 \
-        "$san" --tool memcheck --leak-check full --print-limit 50 --error-exitcode 1 "$BIN/test_gpu"
+        "$san" --tool memcheck --print-limit 50 --error-exitcode 1 "$BIN/test_gpu"
 }
 
 step_racecheck() {

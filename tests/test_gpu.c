@@ -752,9 +752,15 @@ static int check_layer_ops(st_gpu_ctx *ctx, st_layer *H, int l, int n_layers, in
     cudaStream_t s = ctx->stream;
     const int blk = !H->dense && st_gpu_block_supported(H->bi, H->bo);
 
-    /* Forward. */
+    /* Forward: every variant, cuSPARSE CSR with the library's default
+     * algorithm and with the backend's default, CSR_ALG3. Pass 0 is
+     * CSR_ALG3 (1 x 1 blocks only), pass v >= 1 variant v. */
     cpu_layer_forward(H, a, zc, ld);
-    for (int var = ST_GPU_VAR_CUSPARSE; var <= ST_GPU_VAR_BLOCK; var++) {
+    for (int pass = 0; pass <= ST_GPU_VAR_BLOCK; pass++) {
+        const int csr_alg3 = pass == 0;
+        const int var = csr_alg3 ? ST_GPU_VAR_CUSPARSE : pass;
+        if (csr_alg3 && (H->dense || H->bi != 1 || H->bo != 1))
+            continue;
         if (H->dense && var != ST_GPU_VAR_CUSPARSE)
             continue;
         if (!H->dense && var == ST_GPU_VAR_BLOCK && !blk)
@@ -769,9 +775,11 @@ static int check_layer_ops(st_gpu_ctx *ctx, st_layer *H, int l, int n_layers, in
             snprintf(label, sizeof label, "layer %d forward cublas", l + 1);
         } else if (var == ST_GPU_VAR_CUSPARSE) {
             const int bsr = !(H->bi == 1 && H->bo == 1);
-            snprintf(label, sizeof label, "layer %d forward cusparse-%s", l + 1, bsr ? "bsr" : "csr");
-            rc = st_gpu_spmm_init(&plan, ctx, &G, bsr, CUSPARSE_SPMM_ALG_DEFAULT, d_a, d_z, ld,
-                                  l + 1, NULL, err);
+            snprintf(label, sizeof label, "layer %d forward cusparse-%s", l + 1,
+                     bsr ? "bsr" : (csr_alg3 ? "csr(csr3)" : "csr(default)"));
+            rc = st_gpu_spmm_init(&plan, ctx, &G, bsr,
+                                  csr_alg3 ? CUSPARSE_SPMM_CSR_ALG3 : CUSPARSE_SPMM_ALG_DEFAULT,
+                                  d_a, d_z, ld, l + 1, NULL, err);
             if (rc > 0 && bsr) { /* BSR of this block shape not offered: note it */
                 printf("      %s: not supported here (%s)\n", label, err);
                 if (no_fallback()) {
