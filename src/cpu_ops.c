@@ -9,6 +9,9 @@
 #include "cpu_ops.h"
 
 #include <math.h>
+#ifdef __x86_64__
+#include <immintrin.h>
+#endif
 #include <string.h>
 
 #include "philox.h"
@@ -21,6 +24,19 @@ typedef float v8u __attribute__((vector_size(32), aligned(4)));
 
 static inline v8 ld8(const float *p) { return *(const v8u *)p; }
 static inline void st8(float *p, v8 x) { *(v8u *)p = x; }
+static inline v8 splat8(float w) { return (v8){w, w, w, w, w, w, w, w}; }
+
+/* acc + a b, always one rounding where the target has FMA (the compiler's
+ * own contraction of a * b + c differs between loop shapes, and the
+ * blocked and generic paths must round alike). */
+static inline v8 fma8(v8 a, v8 b, v8 acc)
+{
+#ifdef __FMA__
+    return (v8)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)acc);
+#else
+    return acc + a * b;
+#endif
+}
 
 /* The sum of the 8 lanes in the order of reduce8's transposing reduction
  * (pairs, then quads, then halves), so one sum and eight round alike. */
@@ -36,7 +52,7 @@ static inline float dot_row(const float *restrict x, const float *restrict y, in
 {
     v8 s = {0};
     for (int b = 0; b < ld; b += 8)
-        s += ld8(x + b) * ld8(y + b);
+        s = fma8(ld8(x + b), ld8(y + b), s);
     return hsum8(s);
 }
 
@@ -69,7 +85,7 @@ static inline void dots8(const float *restrict d, const float *const rows[8], in
     for (int b = 0; b < ld; b += 8) {
         v8 dv = ld8(d + b);
         for (int j = 0; j < 8; j++)
-            acc[j] += dv * ld8(rows[j] + b);
+            acc[j] = fma8(dv, ld8(rows[j] + b), acc[j]);
     }
     reduce8(acc, out);
 }
@@ -103,13 +119,13 @@ static inline float glw(const gather_list *g, int64_t k, int c)
     {                                                                                    \
         v8 acc[NV];                                                                      \
         for (int v = 0; v < NV; v++)                                                     \
-            acc[v] = (v8){0} + init;                                                     \
+            acc[v] = splat8(init);                                                       \
         for (int64_t k = g->k0; k < g->k1; k++) {                                        \
             const float *x = g->rows + (int64_t)g->ri[k] * g->rstride + b0;              \
             for (int c = 0; c < g->inner; c++, x += ld) {                                \
-                const float w = glw(g, k, c);                                            \
+                const v8 w = splat8(glw(g, k, c));                                       \
                 for (int v = 0; v < NV; v++)                                             \
-                    acc[v] += w * ld8(x + 8 * v);                                        \
+                    acc[v] = fma8(w, ld8(x + 8 * v), acc[v]);                            \
             }                                                                            \
         }                                                                                \
         for (int v = 0; v < NV; v++)                                                     \
@@ -158,16 +174,16 @@ static void dense_block4(float *out, const float *init, int64_t r0, int nr, cons
         v8 acc[4][2];
         for (int r = 0; r < 4; r++) {
             float v = init ? init[r0 + (r < nr ? r : nr - 1)] : 0.0f;
-            acc[r][0] = (v8){0} + v;
+            acc[r][0] = splat8(v);
             acc[r][1] = acc[r][0];
         }
         for (int64_t i = 0; i < n; i++) {
             const float *xi = x + i * ld + b0;
             v8 x0 = ld8(xi), x1 = two ? ld8(xi + 8) : x0;
             for (int r = 0; r < 4; r++) {
-                const float wv = wr[r][i * is];
-                acc[r][0] += wv * x0;
-                acc[r][1] += wv * x1;
+                const v8 wv = splat8(wr[r][i * is]);
+                acc[r][0] = fma8(wv, x0, acc[r][0]);
+                acc[r][1] = fma8(wv, x1, acc[r][1]);
             }
         }
         for (int r = 0; r < nr; r++) {
@@ -198,7 +214,7 @@ static void dense_block4(float *out, const float *init, int64_t r0, int nr, cons
         for (int r = 0; r < RB; r++) {                                                     \
             const float iv = init ? init[r] : 0.0f;                                        \
             for (int v = 0; v < T; v++)                                                    \
-                acc[r][v] = (v8){0} + iv;                                                  \
+                acc[r][v] = splat8(iv);                                                    \
         }                                                                                  \
         for (int64_t k = k0; k < k1; k++) {                                                \
             const float *wk = wts + (WI ? (int64_t)wi[k] : k) * bs + woff;                 \
@@ -208,9 +224,9 @@ static void dense_block4(float *out, const float *init, int64_t r0, int nr, cons
                 for (int v = 0; v < T; v++)                                                \
                     xv[v] = ld8(x + 8 * v);                                                \
                 for (int r = 0; r < RB; r++) {                                             \
-                    const float w = wk[r * WR + c * WC];                                   \
+                    const v8 w = splat8(wk[r * WR + c * WC]);                              \
                     for (int v = 0; v < T; v++)                                            \
-                        acc[r][v] += w * xv[v];                                            \
+                        acc[r][v] = fma8(w, xv[v], acc[r][v]);                             \
                 }                                                                          \
             }                                                                              \
         }                                                                                  \
@@ -316,7 +332,8 @@ static blk_rows_fn blk_kernel(int bi, int bo, int backward, int *rb)
                 for (int c = 0; c < CG; c++) {                                             \
                     const v8 av = ld8(ar[n] + (int64_t)c * ld + b);                        \
                     for (int r = 0; r < RG; r++)                                           \
-                        acc[(n * RG + r) * CG + c] += dv[r] * av;                          \
+                        acc[(n * RG + r) * CG + c] =                                       \
+                            fma8(dv[r], av, acc[(n * RG + r) * CG + c]);                   \
                 }                                                                          \
         }                                                                                  \
         reduce8(acc, g);                                                                   \

@@ -24,7 +24,9 @@
 #include <omp.h>
 #endif
 
+#include "backend.h"
 #include "common.h"
+#include "config.h"
 #include "cpu_ops.h"
 #include "harness.h"
 #include "test_rng.h"
@@ -1278,6 +1280,358 @@ static void test_ops_thread_independent(void)
 #endif
 }
 
+/* ---- 4b. register-blocked kernels, fused update, data-parallel batches --- */
+
+/* The shapes with their own compiled kernels (1x1, 2x2, 4x4, 8x8 and the
+ * output layer's m x 1) and two generic ones, on odd block-grid sizes with
+ * an empty block row; n_in = bi nbc, n_out = bo nbr. */
+static const struct { int bi, bo, nbc, nbr; double density; } blk_shapes[] = {
+    {1, 1, 37, 29, 0.30}, {2, 2, 19, 13, 0.35}, {4, 4, 11, 9, 0.40}, {8, 8, 7, 5, 0.45},
+    {2, 1, 17, 11, 0.40}, {4, 1, 9, 7, 0.45},   {8, 1, 5, 9, 0.50},  {3, 3, 9, 7, 0.40},
+    {4, 2, 7, 5, 0.40}};
+#define BLK_NSHAPES ((int)(sizeof blk_shapes / sizeof blk_shapes[0]))
+
+/* Everything one layer's kernels write: forward z, a, mask; backward delta
+ * (ReLU with the mask, and tanh without); gw, gb; w, v, bias, vbias after
+ * the fused step and after cpu_layer_grad + cpu_layer_update. */
+typedef struct {
+    float *z, *a, *mask, *din_relu, *din_tanh, *gw, *gb, *fused[4], *unfused[4];
+} blk_out;
+
+static void blk_run(const st_layer *L0, const float *x, const float *d, const float *zin,
+                    int B, int ld, blk_out *o)
+{
+    const int I = L0->n_in, O = L0->n_out;
+    const int64_t nnz = layer_nnz(L0);
+    o->z = malloc(sizeof(float) * (size_t)O * ld);
+    o->a = malloc(sizeof(float) * (size_t)O * ld);
+    o->mask = malloc(sizeof(float) * (size_t)O * ld);
+    o->din_relu = malloc(sizeof(float) * (size_t)I * ld);
+    o->din_tanh = malloc(sizeof(float) * (size_t)I * ld);
+    o->gw = malloc(sizeof(float) * (size_t)nnz);
+    o->gb = malloc(sizeof(float) * (size_t)O);
+    const cpu_dropout_spec dp = {77, 2, 5, 0.3f, 0, B};
+    cpu_layer_forward_act(L0, x, o->z, o->a, ST_ACT_RELU, 1, &dp, o->mask, ld);
+    float *imask = malloc(sizeof(float) * (size_t)I * ld);
+    cpu_dropout_mask(78, 1, 2, 5, 0.3f, imask, I, B, ld);
+    cpu_layer_backward_delta(L0, d, zin, imask, ST_ACT_RELU, 1, o->din_relu, ld);
+    cpu_layer_backward_delta(L0, d, zin, NULL, ST_ACT_TANH, 2, o->din_tanh, ld);
+    cpu_layer_grad(L0, x, d, ld, o->gw, o->gb);
+    st_layer F = copy_layer(L0), U = copy_layer(L0);
+    float *sg = malloc(sizeof(float) * ((size_t)nnz + 1)), *sb = malloc(sizeof(float) * (size_t)O);
+    cpu_layer_grad_update(&F, x, d, ld, 0.05f, 0.9f, 0.01f, sg, sb);
+    cpu_layer_grad(&U, x, d, ld, sg, sb);
+    cpu_layer_update(&U, sg, sb, 0.05f, 0.9f, 0.01f);
+    o->fused[0] = F.w, o->fused[1] = F.v, o->fused[2] = F.bias, o->fused[3] = F.vbias;
+    o->unfused[0] = U.w, o->unfused[1] = U.v, o->unfused[2] = U.bias, o->unfused[3] = U.vbias;
+    free(F.row_ptr), free(F.col_idx), free(F.t_ptr), free(F.t_blk), free(F.t_row);
+    free(U.row_ptr), free(U.col_idx), free(U.t_ptr), free(U.t_blk), free(U.t_row);
+    free(sg);
+    free(sb);
+    free(imask);
+}
+
+static void blk_free(blk_out *o)
+{
+    free(o->z), free(o->a), free(o->mask), free(o->din_relu), free(o->din_tanh);
+    free(o->gw), free(o->gb);
+    for (int k = 0; k < 4; k++)
+        free(o->fused[k]), free(o->unfused[k]);
+}
+
+/* 0 when every output of x and y has identical bits; counts the arrays
+ * that differ otherwise (naming them). cmp_fused also compares the fused
+ * step against the unfused one within x. */
+static int blk_compare(const st_layer *L, int ld, const blk_out *x, const blk_out *y,
+                       const char *what, const char *label)
+{
+    const size_t O = (size_t)L->n_out * ld, I = (size_t)L->n_in * ld, nnz = (size_t)layer_nnz(L),
+                 no = (size_t)L->n_out;
+    const struct { const float *p, *q; size_t n; const char *name; } arr[] = {
+        {x->z, y->z, O, "z"}, {x->a, y->a, O, "a"}, {x->mask, y->mask, O, "mask"},
+        {x->din_relu, y->din_relu, I, "delta (relu, mask)"},
+        {x->din_tanh, y->din_tanh, I, "delta (tanh)"}, {x->gw, y->gw, nnz, "gw"},
+        {x->gb, y->gb, no, "gb"}, {x->fused[0], y->fused[0], nnz, "w (fused step)"},
+        {x->fused[1], y->fused[1], nnz, "v (fused step)"},
+        {x->fused[2], y->fused[2], no, "bias (fused step)"},
+        {x->fused[3], y->fused[3], no, "vbias (fused step)"}};
+    int bad = 0;
+    for (size_t k = 0; k < sizeof arr / sizeof arr[0]; k++)
+        if (memcmp(arr[k].p, arr[k].q, sizeof(float) * arr[k].n)) {
+            bad++;
+            printf("      %s: %s: %s differs\n", label, what, arr[k].name);
+        }
+    return bad;
+}
+
+/* Exercises the register-blocked kernels (forward with dropout and ReLU,
+ * backward delta, SDDMM, fused SDDMM + update) against the generic path
+ * (cpu_ops_force_generic) for m = 1, 2, 4, 8, the m x 1 output shapes and
+ * two generic shapes, on odd grid sizes with an empty block row, at
+ * ld 40 (B 35) and ld 136 (B 131: every tile width and its tails): the bits
+ * must agree. Also the fused step against cpu_layer_grad + cpu_layer_update
+ * (identical bits), and 1 against 3 threads on the blocked path. */
+static void test_block_kernels_vs_generic(void)
+{
+    static const int lds[2] = {40, 136}, Bs[2] = {35, 131};
+    int saved = 1;
+#ifdef _OPENMP
+    saved = omp_get_max_threads();
+#endif
+    for (int s = 0; s < BLK_NSHAPES; s++)
+        for (int li = 0; li < 2; li++) {
+            const int ld = lds[li], B = Bs[li];
+            trng_seed(4242 + (uint64_t)s * 7 + (uint64_t)li);
+            st_layer L = make_sparse_layer(blk_shapes[s].bi * blk_shapes[s].nbc,
+                                           blk_shapes[s].bo * blk_shapes[s].nbr, blk_shapes[s].bi,
+                                           blk_shapes[s].bo, blk_shapes[s].density, 2);
+            char label[96];
+            snprintf(label, sizeof label, "%dx%d blocks, %d-%d, ld %d", L.bi, L.bo, L.n_in,
+                     L.n_out, ld);
+            const int I = L.n_in, O = L.n_out;
+            float *x = malloc(sizeof(float) * (size_t)I * ld),
+                  *zin = malloc(sizeof(float) * (size_t)I * ld),
+                  *d = malloc(sizeof(float) * (size_t)O * ld);
+            for (int e = 0; e < I * ld; e++) {
+                x[e] = (e % ld) < B ? trng_unif(-1, 1) : 0.0f;
+                zin[e] = trng_unif(-2, 2);
+            }
+            for (int e = 0; e < O * ld; e++)
+                d[e] = (e % ld) < B ? trng_unif(-1, 1) : 0.0f;
+            blk_out fast, gen, fast3;
+#ifdef _OPENMP
+            omp_set_num_threads(1);
+#endif
+            blk_run(&L, x, d, zin, B, ld, &fast);
+            cpu_ops_force_generic(1);
+            blk_run(&L, x, d, zin, B, ld, &gen);
+            cpu_ops_force_generic(0);
+#ifdef _OPENMP
+            omp_set_num_threads(3);
+#endif
+            blk_run(&L, x, d, zin, B, ld, &fast3);
+#ifdef _OPENMP
+            omp_set_num_threads(saved);
+#endif
+            int bad = blk_compare(&L, ld, &fast, &gen, "blocked vs generic", label);
+            bad += blk_compare(&L, ld, &fast, &fast3, "1 vs 3 threads", label);
+            const int64_t nnz = layer_nnz(&L);
+            const int64_t n4[4] = {nnz, nnz, O, O};
+            for (int k = 0; k < 4; k++)
+                if (memcmp(fast.fused[k], fast.unfused[k], sizeof(float) * (size_t)n4[k])) {
+                    bad++;
+                    printf("      %s: fused step differs from grad + update (array %d)\n", label,
+                           k);
+                }
+            /* the step moved the weights (the comparison is not vacuous) */
+            int moved = 0;
+            for (int64_t e = 0; e < nnz; e++)
+                moved += fast.fused[0][e] != L.w[e];
+            ST_EXPECT(nnz == 0 || moved > nnz / 2, "%s: only %d of %lld weights moved", label,
+                      moved, (long long)nnz);
+            ST_EXPECT(bad == 0, "%s: %d arrays differ", label, bad);
+            blk_free(&fast);
+            blk_free(&gen);
+            blk_free(&fast3);
+            free(x);
+            free(zin);
+            free(d);
+            layer_free(&L);
+        }
+}
+
+/* Exercises cpu_dropout_mask_at: a shard's mask (column offset col0, any
+ * alignment) equals the whole batch's columns col0 .. col0 + B - 1, with
+ * zeros in the shard's padding. */
+static void test_dropout_shard_columns(void)
+{
+    const int n = 5, Bfull = 131, ldf = 136;
+    float *full = malloc(sizeof(float) * n * ldf), *part = malloc(sizeof(float) * n * ldf);
+    cpu_dropout_mask(31, 2, 4, 7, 0.3f, full, n, Bfull, ldf);
+    static const int cuts[][2] = {{0, 64}, {64, 131}, {3, 40}, {77, 131}, {130, 131}, {13, 14}};
+    for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++) {
+        const int lo = cuts[c][0], B = cuts[c][1] - lo, ld = (B + 7) / 8 * 8;
+        cpu_dropout_mask_at(31, 2, 4, 7, 0.3f, part, n, lo, B, ld);
+        int bad = 0;
+        for (int o = 0; o < n; o++)
+            for (int j = 0; j < ld; j++) {
+                float want = j < B ? full[o * ldf + lo + j] : 0.0f;
+                if (part[o * ld + j] != want)
+                    note_bad(&bad, "shard %d..%d: mask[%d, %d] = %g, batch column %d has %g", lo,
+                             lo + B, o, j, part[o * ld + j], lo + j, want);
+            }
+        ST_EXPECT(bad == 0, "shard %d..%d: %d mask values differ", lo, lo + B, bad);
+    }
+    free(full);
+    free(part);
+}
+
+/* A reduce hook that only counts its calls and checks the size. */
+typedef struct {
+    int calls;
+    int64_t n;
+} hook_ctx;
+
+static int count_hook(float *grad, int64_t n, void *ctx)
+{
+    (void)grad;
+    hook_ctx *h = ctx;
+    h->calls++;
+    h->n = n;
+    return 0;
+}
+
+static int failing_hook(float *grad, int64_t n, void *ctx)
+{
+    (void)grad, (void)n, (void)ctx;
+    return -1;
+}
+
+/* Largest |x - y| / (1 + |y|) over a model's weights, momenta and biases. */
+static double model_rel_diff(const st_model *x, const st_model *y)
+{
+    double worst = 0;
+    for (int l = 0; l < x->n_layers; l++) {
+        const st_layer *a = &x->layers[l], *b = &y->layers[l];
+        const int64_t nnz = layer_nnz(a);
+        const float *pa[4] = {a->w, a->v, a->bias, a->vbias}, *pb[4] = {b->w, b->v, b->bias,
+                                                                            b->vbias};
+        const int64_t n[4] = {nnz, nnz, a->n_out, a->n_out};
+        for (int k = 0; k < 4; k++)
+            for (int64_t e = 0; e < n[k]; e++) {
+                double r = fabs((double)pa[k][e] - pb[k][e]) / (1.0 + fabs((double)pb[k][e]));
+                if (!(r <= worst))
+                    worst = isfinite(r) ? r : INFINITY;
+            }
+    }
+    return worst;
+}
+
+/* Exercises the data-parallel interface of the CPU backend on a 24-16-16-3
+ * network (m 2, dropout 0.3, batch 32 over 70 samples: batches 32, 32, 6):
+ * one epoch with an identity reduce hook (gradients into the flat buffer,
+ * then the update from it) must match the fused epoch up to float
+ * rounding; the hook runs once per batch on backend_cpu_grad_size floats;
+ * two shards' buffers from backend_cpu_batch_grad, summed and applied,
+ * must match a whole batch; a failing hook fails the epoch with a message;
+ * a bad shard is refused. */
+static void test_backend_hook_matches_fused(void)
+{
+    const int n = 70, dim = 24, K = 3;
+    st_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    ds.n_train = n;
+    ds.n_test = 10;
+    ds.d = dim;
+    ds.k = K;
+    ds.x_train = malloc(sizeof(float) * (size_t)n * dim);
+    ds.y_train = malloc(sizeof(int32_t) * (size_t)n);
+    ds.x_test = malloc(sizeof(float) * 10 * (size_t)dim);
+    ds.y_test = malloc(sizeof(int32_t) * 10);
+    trng_seed(5150);
+    for (int i = 0; i < n; i++) {
+        ds.y_train[i] = i % K;
+        for (int f = 0; f < dim; f++)
+            ds.x_train[i * dim + f] = trng_unif(-1, 1) + (f % K == i % K ? 1.0f : 0.0f);
+    }
+    for (int i = 0; i < 10 * dim; i++)
+        ds.x_test[i] = trng_unif(-1, 1);
+    for (int i = 0; i < 10; i++)
+        ds.y_test[i] = i % K;
+    int64_t perm[70];
+    for (int i = 0; i < n; i++)
+        perm[i] = (i * 37) % n;
+    st_config cfg;
+    config_defaults(&cfg);
+    cfg.batch = 32;
+    cfg.lr = 0.05;
+    cfg.dropout = 0.3;
+    cfg.motif = 2;
+    const int32_t sizes[4] = {dim, 16, 16, K};
+    st_model m[3];
+    char err[512] = "";
+    st_backend *be[3];
+    for (int r = 0; r < 3; r++) {
+        ST_EXPECT(model_init(&m[r], sizes, 3, 2, 4.0, 9, err) == 0, "model_init: %s", err);
+        be[r] = backend_cpu_create(&m[r], &ds, &cfg, err);
+        ST_EXPECT(be[r] != NULL, "backend_cpu_create: %s", err);
+        if (!be[r])
+            return;
+    }
+    ST_EXPECT(!m[0].layers[1].dense, "the middle layer should be sparse");
+    volatile int stop = 0;
+    double loss[3] = {0, 0, 0};
+    int64_t correct[3] = {0, 0, 0}, done = 0;
+    /* 0: fused; 1: identity hook */
+    ST_EXPECT(be[0]->ops->train_epoch(be[0], 1, perm, n, 0, &stop, &done, &loss[0], &correct[0],
+                                      err) == 0,
+              "fused epoch: %s", err);
+    hook_ctx h = {0, 0};
+    ST_EXPECT(backend_cpu_set_data_parallel(be[1], 0, 1, count_hook, &h, err) == 0, "set: %s",
+              err);
+    ST_EXPECT(be[1]->ops->train_epoch(be[1], 1, perm, n, 0, &stop, &done, &loss[1], &correct[1],
+                                      err) == 0,
+              "hook epoch: %s", err);
+    ST_EXPECT(h.calls == 3, "hook called %d times, want 3 (one per batch)", h.calls);
+    ST_EXPECT(h.n == backend_cpu_grad_size(be[1]), "hook got %lld floats, grad_size %lld",
+              (long long)h.n, (long long)backend_cpu_grad_size(be[1]));
+    int64_t want = 0;
+    for (int l = 0; l < 3; l++)
+        want += layer_nnz(&m[1].layers[l]) + m[1].layers[l].n_out;
+    ST_EXPECT(backend_cpu_grad_size(be[1]) == want, "grad_size %lld, want %lld",
+              (long long)backend_cpu_grad_size(be[1]), (long long)want);
+    double dh = model_rel_diff(&m[1], &m[0]);
+    printf("    hook vs fused: largest relative difference %.3g\n", dh);
+    ST_EXPECT(dh <= 1e-5, "hook path differs from the fused path by %.3g", dh);
+    ST_EXPECT(fabs(loss[1] - loss[0]) <= 1e-5 * fabs(loss[0]) && correct[1] == correct[0],
+              "loss %.9g vs %.9g, correct %lld vs %lld", loss[1], loss[0], (long long)correct[1],
+              (long long)correct[0]);
+    /* 2: the first batch of epoch 2 as two shards of 13 + 19 samples,
+     * against be[0] running the same batch fused */
+    const int64_t gn = backend_cpu_grad_size(be[2]);
+    float *g0 = malloc(sizeof(float) * (size_t)gn), *g1 = malloc(sizeof(float) * (size_t)gn);
+    ST_EXPECT(be[2]->ops->train_epoch(be[2], 1, perm, n, 0, &stop, &done, &loss[2], &correct[2],
+                                      err) == 0,
+              "epoch: %s", err);
+    double l2 = 0;
+    int64_t c2 = 0;
+    ST_EXPECT(backend_cpu_batch_grad(be[2], 2, 0, perm, 32, 0, 13, g0, &l2, &c2, err) == 0,
+              "shard 0: %s", err);
+    ST_EXPECT(backend_cpu_batch_grad(be[2], 2, 0, perm, 32, 13, 32, g1, &l2, &c2, err) == 0,
+              "shard 1: %s", err);
+    for (int64_t e = 0; e < gn; e++)
+        g0[e] += g1[e];
+    backend_cpu_apply_grad(be[2], g0);
+    double l0 = 0;
+    int64_t c0 = 0;
+    ST_EXPECT(be[0]->ops->train_epoch(be[0], 2, perm, 32, 0, &stop, &done, &l0, &c0, err) == 0,
+              "fused batch: %s", err);
+    double ds2 = model_rel_diff(&m[2], &m[0]);
+    printf("    two shards vs one batch: largest relative difference %.3g\n", ds2);
+    ST_EXPECT(ds2 <= 1e-5, "two shards differ from one batch by %.3g", ds2);
+    ST_EXPECT(fabs(l2 - l0) <= 1e-5 * fabs(l0) && c2 == c0, "shard loss %.9g vs %.9g", l2, l0);
+    /* errors */
+    err[0] = '\0';
+    ST_EXPECT(backend_cpu_batch_grad(be[2], 2, 0, perm, 32, 20, 40, g0, &l2, &c2, err) == -1 &&
+                  strstr(err, "out of range"),
+              "a shard past the batch was accepted ('%s')", err);
+    ST_EXPECT(backend_cpu_set_data_parallel(be[2], 2, 2, NULL, NULL, err) == -1,
+              "shard 2 of 2 was accepted");
+    ST_EXPECT(backend_cpu_set_data_parallel(be[2], 0, 1, failing_hook, NULL, err) == 0, "set: %s",
+              err);
+    err[0] = '\0';
+    ST_EXPECT(be[2]->ops->train_epoch(be[2], 3, perm, n, 0, &stop, &done, &l2, &c2, err) == -1 &&
+                  strstr(err, "reduction"),
+              "a failing hook did not fail the epoch ('%s')", err);
+    free(g0);
+    free(g1);
+    for (int r = 0; r < 3; r++) {
+        be[r]->ops->destroy(be[r]);
+        model_free(&m[r]);
+    }
+    free(ds.x_train), free(ds.y_train), free(ds.x_test), free(ds.y_test);
+}
+
 /* ---- 5. prune ------------------------------------------------------------ */
 
 /* Exercises layer_prune_select for m = 1 on known weights: the floor(zeta
@@ -1846,6 +2200,9 @@ int main(void)
     ST_RUN(test_update_step);
     ST_RUN(test_activations);
     ST_RUN(test_ops_thread_independent);
+    ST_RUN(test_block_kernels_vs_generic);
+    ST_RUN(test_dropout_shard_columns);
+    ST_RUN(test_backend_hook_matches_fused);
     ST_RUN(test_prune_m1_known);
     ST_RUN(test_prune_m1_random);
     ST_RUN(test_prune_blocks_known);
