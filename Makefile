@@ -110,8 +110,10 @@ clean:
 # tests/fuzz_regressions/<target>/, which `make test` replays
 # (tests/test_fuzz_replay.c), and fails the run; one inside libhdf5 or matio
 # goes to tests/fuzz_regressions/library/ and is only reported. Needs clang
-# and libclang-rt-14-dev; not part of `make test`. FUZZ_ARGS adds libFuzzer
-# options (e.g. FUZZ_ARGS=-max_len=65536).
+# and libclang-rt-14-dev (scripts/install_deps.sh installs both). FUZZ_ARGS
+# adds libFuzzer options (e.g. FUZZ_ARGS=-max_len=65536).
+# `make fuzz-build` builds the binaries and the seeds without fuzzing;
+# `make test` checks that it works (tests/test_fuzz_build.sh).
 FUZZ_CC      ?= clang
 FUZZ_BUILD   ?= $(BUILD)/fuzz
 FUZZ_SECONDS ?= 60
@@ -120,42 +122,36 @@ FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fn
 FUZZ_CFLAGS  := -O1 -g -std=gnu99 -Wall -Wextra -Iinclude -Itests/fuzz $(HDF5_CFLAGS) $(FUZZ_SAN) \
                 -DST_GIT_COMMIT=\"$(GIT_COMMIT)\"
 FUZZ_LIBS    := $(HDF5_LIBS) -lmatio -lz -lm
-# Library sources every target links: the readers and what they call.
-FUZZ_LIB_SRC := src/common.c src/data_h5.c src/data_idx.c src/data_mat.c $(wildcard src/h5util.c)
-# The checkpoint reader and what it calls (it also seeds the corpus).
-FUZZ_CKPT_SRC := src/checkpoint.c src/model.c src/config.c
-fuzz_obj      = $(patsubst src/%.c,$(FUZZ_BUILD)/obj/%.o,$(1))
-FUZZ_NAMES   :=
+# The sources every target links: the readers and what they call. The table
+# of targets (tests/fuzz/targets.h) names every reader, the checkpoint's
+# too, so each binary links all of them: checkpoint.c and what it calls
+# (model.c, config.c, and the run-folder and output-file helpers where the
+# tree has them).
+FUZZ_LIB_SRC := src/common.c src/data_h5.c src/data_idx.c src/data_mat.c src/h5util.c \
+                src/checkpoint.c src/model.c src/config.c $(wildcard src/rundir.c src/outfile.c)
+FUZZ_LIB_OBJ  = $(patsubst src/%.c,$(FUZZ_BUILD)/obj/%.o,$(FUZZ_LIB_SRC))
+FUZZ_NAMES   := h5 idx_gz idx_images idx_labels mat checkpoint
+FUZZ_BINS    := $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_NAMES))
 
-# FUZZ_TARGET(name, extra sources): the binary $(FUZZ_BUILD)/fuzz_<name> runs
-# fuzz_run_<name> of tests/fuzz/targets.h; extra sources are linked beside
-# FUZZ_LIB_SRC (a checkpoint reader: src/checkpoint.c and what it needs).
-define FUZZ_TARGET
-FUZZ_NAMES += $(1)
-$(FUZZ_BUILD)/fuzz_$(1): tests/fuzz/fuzz_main.c tests/fuzz/targets.h $(call fuzz_obj,$(FUZZ_LIB_SRC) $(2))
-	$$(FUZZ_CC) $$(FUZZ_CFLAGS) -fsanitize=fuzzer -DFUZZ_TARGET=\"$(1)\" -o $$@ $$< \
-	    $(call fuzz_obj,$(FUZZ_LIB_SRC) $(2)) $$(FUZZ_LIBS)
-endef
-
-# One line per target (its reader is fuzz_run_<name> in tests/fuzz/targets.h).
-$(eval $(call FUZZ_TARGET,h5,))
-$(eval $(call FUZZ_TARGET,idx_gz,))
-$(eval $(call FUZZ_TARGET,idx_images,))
-$(eval $(call FUZZ_TARGET,idx_labels,))
-$(eval $(call FUZZ_TARGET,mat,))
-$(eval $(call FUZZ_TARGET,checkpoint,$(FUZZ_CKPT_SRC)))
+# One binary per target: $(FUZZ_BUILD)/fuzz_<name> runs fuzz_run_<name> of
+# tests/fuzz/targets.h (adding a target: a row there and a name in FUZZ_NAMES).
+$(FUZZ_BINS): $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_main.c tests/fuzz/targets.h $(FUZZ_LIB_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -DFUZZ_TARGET=\"$*\" -o $@ $< \
+	    $(FUZZ_LIB_OBJ) $(FUZZ_LIBS)
 
 $(FUZZ_BUILD)/obj/%.o: src/%.c $(wildcard include/*.h) | $(FUZZ_BUILD)/obj
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
-$(FUZZ_BUILD)/make_seeds: tests/fuzz/make_seeds.c $(call fuzz_obj,$(FUZZ_LIB_SRC) $(FUZZ_CKPT_SRC)) | $(FUZZ_BUILD)/obj
+$(FUZZ_BUILD)/make_seeds: tests/fuzz/make_seeds.c $(FUZZ_LIB_OBJ) | $(FUZZ_BUILD)/obj
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -o $@ $^ $(FUZZ_LIBS)
 
 $(FUZZ_BUILD)/obj:
 	mkdir -p $@
 
-.PHONY: fuzz sanitize
-fuzz: $(FUZZ_BUILD)/make_seeds $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_NAMES))
+.PHONY: fuzz fuzz-build sanitize
+fuzz-build: $(FUZZ_BUILD)/make_seeds $(FUZZ_BINS)
+
+fuzz: fuzz-build
 	@rm -rf $(FUZZ_BUILD)/seeds && $(FUZZ_BUILD)/make_seeds $(FUZZ_BUILD)/seeds
 	@sh tests/fuzz/run_fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_NAMES)
 

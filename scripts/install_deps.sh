@@ -1,10 +1,12 @@
 #!/bin/sh
 # install_deps.sh: installs what settrain needs to build, test and run on
 # Debian 12 (as root, or with sudo): a C compiler with OpenMP, HDF5, matio,
-# zlib, the Fashion-MNIST package and gnuplot (plots). Skips packages that
-# are already installed. The CUDA toolkit is optional and not installed here.
+# zlib, the Fashion-MNIST package, gnuplot (plots), and clang with its
+# libFuzzer runtime (make fuzz; make test checks that the fuzz targets
+# build). Skips packages that are already installed. The CUDA toolkit is
+# optional and not installed here.
 set -eu
-pkgs="build-essential pkg-config libhdf5-dev libmatio-dev zlib1g-dev dataset-fashion-mnist gnuplot-nox"
+pkgs="build-essential pkg-config libhdf5-dev libmatio-dev zlib1g-dev dataset-fashion-mnist gnuplot-nox clang libclang-rt-14-dev"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

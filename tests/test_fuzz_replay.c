@@ -24,6 +24,7 @@
 #include <dirent.h>
 #include <hdf5.h>
 #include <matio.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -38,8 +39,10 @@
 #define REPLAY_ASAN 0
 #endif
 
-/* Seconds one input may take; every reader needs far less than one. */
-#define REPLAY_SECONDS 60
+/* Seconds one input may take (every reader needs far less than one, under
+ * the sanitizers too): a reader that loops or blocks fails the test after
+ * this long instead of hanging it. */
+#define REPLAY_SECONDS 20
 
 static char regress_dir[4096];
 
@@ -122,7 +125,10 @@ static const char *run_in_child(const struct fuzz_target *t, const uint8_t *data
     int status;
     if (waitpid(pid, &status, 0) != pid)
         st_die("waitpid failed: %s", strerror(errno));
-    if (WIFSIGNALED(status))
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
+        snprintf(what, sizeof what, "did not finish within %d s (the reader hangs)",
+                 REPLAY_SECONDS);
+    else if (WIFSIGNALED(status))
         snprintf(what, sizeof what, "killed by signal %d (%s)", WTERMSIG(status),
                  strsignal(WTERMSIG(status)));
     else if (WEXITSTATUS(status) == 3)

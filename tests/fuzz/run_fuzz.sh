@@ -5,7 +5,10 @@
 # leak, timeout or out-of-memory input by running it again: when the first
 # stack frame past the sanitizer, libFuzzer and libc is the project's code
 # the input goes to tests/fuzz_regressions/<target>/ (which `make test`
-# replays) and the run exits 1; when it is inside a system library (libhdf5,
+# replays) and the run exits 1 (a timeout whose stacks, taken after 3, 7 and
+# 10 s, stop at different places of the project's code is the project's
+# loop, even when each stack ends inside the library it keeps calling);
+# when it is inside a system library (libhdf5,
 # matio, zlib) it goes to tests/fuzz_regressions/library/<target>/ (a hang:
 # library-hangs/<target>/, kept but not replayed) and is reported without
 # failing the run (the library has to be fixed or upgraded), once per library
@@ -37,6 +40,20 @@ sigs="$regress/library/SIGNATURES"
 LSAN_OPTIONS="suppressions=$here/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 export LSAN_OPTIONS
 
+# app_frames REPORT: the stack frames of a sanitizer or libFuzzer report,
+# innermost first, without the sanitizer's, libFuzzer's and libc's own.
+app_frames() {
+    grep -E '^ *#[0-9]+ 0x' "$1" |
+        grep -v -E '__interceptor_|__asan|__sanitizer|__lsan|__ubsan|asan::|fuzzer::| in (malloc|calloc|realloc|free|abort|raise|exit) | in __(mem|str|GI_)|sysdeps/|libc\.so|ld-linux| [a-z_-]+/\.\.?/' || true
+}
+
+# project_frame REPORT: "function file:line" of the innermost frame in the
+# project's code (not a system library), or nothing.
+project_frame() {
+    app_frames "$1" | grep -E ' in [^ ]+ (/[^ ]*/)?(src|tests)/[^ ]+\.[ch]:[0-9]' | head -n 1 |
+        sed -n 's/.* in \([^ ]*\) \([^ ]*\).*/\1 \2/p'
+}
+
 # triage BIN INPUT REPORT: runs the input again, keeps the report and prints
 # "library <module> <headline>", "project <frame> <headline>" or
 # "unreproduced: ..." for an input that does not fail when run alone.
@@ -61,9 +78,27 @@ triage() {
     fi
     headline=$(grep -m 1 -E 'ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error|contract broken' "$3" |
         sed -e 's/^==[0-9]*==[ ]*//' -e 's/ on address.*//' -e 's/ (pc .*//' | cut -c 1-120)
-    frames=$(grep -E '^ *#[0-9]+ 0x' "$3" |
-        grep -v -E '__interceptor_|__asan|__sanitizer|__lsan|__ubsan|asan::|fuzzer::| in (malloc|calloc|realloc|free|abort|raise|exit) | in __(mem|str|GI_)|sysdeps/|libc\.so|ld-linux' || true)
+    frames=$(app_frames "$3")
     frame=$(printf '%s\n' "$frames" | head -n 1)
+    # A timeout stops wherever the process happens to be: inside libhdf5
+    # also when settrain's own code loops and calls the library again and
+    # again. Two more stacks, taken after other times, tell them apart: a
+    # loop in the project is caught at different places of its code; a
+    # library that never returns, at the same call.
+    if case "$2" in */timeout-*) true ;; *) false ;; esac; then
+        first=$(project_frame "$3")
+        for secs in 3 7; do
+            "$1" -runs=1 -timeout=$secs "$2" >"$3.$secs" 2>&1 || true
+            again=$(project_frame "$3.$secs")
+            if [ -n "$first" ] && [ -n "$again" ] && [ "$again" != "$first" ]; then
+                where=$(printf '%s\n' "$first" | sed -n 's/^\([^ ]*\) \([^ ]*\).*/\1 \2/p')
+                echo "project ${where:-unknown} loop: the project's code is caught at $first, then at $again (it keeps calling the library) ${headline:-timeout}"
+                rm -f "$3.3" "$3.7"
+                return 0
+            fi
+        done
+        rm -f "$3.3" "$3.7"
+    fi
     case "$frame" in
     *'(/lib/'* | *'(/usr/lib/'*)
         module=$(printf '%s\n' "$frame" | sed -n 's|.*(/[^)]*/\([^/+)]*\).*|\1|p')
@@ -76,6 +111,13 @@ triage() {
         echo "project ${where:-unknown} ${headline:-unknown}" ;;
     esac
 }
+
+# Triage reads function names and source lines from the reports.
+if ! command -v llvm-symbolizer >/dev/null 2>&1 && [ -z "${ASAN_SYMBOLIZER_PATH:-}" ]; then
+    echo "run_fuzz: llvm-symbolizer not found (apt-get install llvm-14): findings could not be" \
+        "told apart (project or library)" >&2
+    exit 1
+fi
 
 total_execs=0
 total_found=0
