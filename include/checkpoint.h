@@ -11,12 +11,15 @@
 
 #include "config.h"
 #include "model.h"
+#include "rundir.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define ST_CHECKPOINT_FORMAT_VERSION 1
+/* 2 adds the run id and the data fingerprint; version 1 files still load
+ * (without them: resume cannot check the folder's identity or the data). */
+#define ST_CHECKPOINT_FORMAT_VERSION 2
 
 typedef struct {
     int epochs_done;              /* completed epochs (trained, evaluated, evolved)   */
@@ -31,6 +34,9 @@ typedef struct {
     int64_t evolutions_checked;   /* evolutions whose invariant was checked           */
     double wall_s;                /* wall seconds of every session so far             */
     char started[32];             /* ISO 8601 start of the first session              */
+    char run_id[ST_RUN_ID_LEN + 1]; /* "" in a format_version 1 checkpoint            */
+    int has_fingerprint;          /* data_fp is known (format_version >= 2)           */
+    st_data_fingerprint data_fp;  /* the data the run started on                      */
 } st_run_state;
 
 /* Write dir/checkpoint.h5 atomically and durably (temporary file in dir,

@@ -32,6 +32,9 @@ extern "C" {
 
 /* Print "settrain: error: <msg>" to stderr and exit with ST_EXIT_ERROR. */
 void st_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+/* A function st_die calls (once) after printing its message and before
+ * exiting, e.g. to mark a run's run.json failed; NULL removes it. */
+void st_set_die_hook(void (*hook)(const char *msg));
 /* Print "settrain: warning: <msg>" to stderr. */
 void st_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Format into err (ST_ERRLEN bytes) and return -1: `return st_fail(err, "...")`. */

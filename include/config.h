@@ -38,6 +38,7 @@ typedef struct {
     int checkpoint_every;     /* --checkpoint-every N epochs (0: only at the end and on a signal) */
     char resume[4096];        /* --resume DIR: continue the run in DIR        */
     int quiet;                /* --quiet: no per-epoch lines                  */
+    int allow_data_change;    /* --allow-data-change: resume on other data    */
 } st_config;
 
 void config_defaults(st_config *c);

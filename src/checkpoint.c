@@ -1,8 +1,12 @@
 /* checkpoint.c: writes and reads checkpoint.h5 (see checkpoint.h).
  *
- * Layout (format_version 1, root attribute; kind = "settrain-checkpoint"):
- *   /config  attributes: every training option that defines the run
- *   /state   attributes: st_run_state
+ * Layout (format_version 2, root attribute; kind = "settrain-checkpoint"):
+ *   /config  attributes: every training option that defines the run (data:
+ *            the data file's absolute path)
+ *   /state   attributes: st_run_state, with the run id (run_id) and the data
+ *            fingerprint (data_n_train, data_n_test, data_d, data_k,
+ *            data_hash); format_version 1 files lack those two and load
+ *            with has_fingerprint = 0 and an empty run id
  *   /model   attributes n_layers, motif; datasets sizes (L + 1 int32),
  *            feat_mean, feat_std (n_0 float32)
  *   /model/layer_<l> (l = 1..L) attributes n_in, n_out, bi, bo, dense, nb,
@@ -77,7 +81,14 @@ static int write_state(hid_t g, const char *path, const st_run_state *rs, char *
            write_f64_attr(g, path, "first_epoch_s", rs->first_epoch_s, err) ||
            write_i64_attr(g, path, "evolutions_checked", rs->evolutions_checked, err) ||
            write_f64_attr(g, path, "wall_s", rs->wall_s, err) ||
-           h5u_write_str_attr(g, path, "started", rs->started, err);
+           h5u_write_str_attr(g, path, "started", rs->started, err) ||
+           h5u_write_str_attr(g, path, "run_id", rs->run_id, err) ||
+           write_i64_attr(g, path, "data_n_train", rs->data_fp.n_train, err) ||
+           write_i64_attr(g, path, "data_n_test", rs->data_fp.n_test, err) ||
+           write_i64_attr(g, path, "data_d", rs->data_fp.d, err) ||
+           write_i64_attr(g, path, "data_k", rs->data_fp.k, err) ||
+           h5u_write_attr(g, path, "data_hash", H5T_STD_U64LE, H5T_NATIVE_UINT64, 0,
+                          &rs->data_fp.hash, err);
 }
 
 static int write_layer(hid_t file, const char *path, int l, const st_layer *L, char *err)
@@ -228,20 +239,17 @@ static int all_finite(const float *x, int64_t n)
     return 1;
 }
 
-static int read_config(hid_t g, const char *path, st_config *c, char *err)
+/* config/hidden: an int array of 1..ST_MAX_HIDDEN values. */
+static int read_hidden(hid_t g, const char *path, st_config *c, char *err)
 {
-    int64_t iv;
-    char act[32];
-    config_defaults(c);
-    if (h5u_read_str_attr(g, path, "data", c->data, sizeof c->data, err) != 0)
-        return c->data[0] ? -1 : st_fail(err, "%s: missing attribute config/data", path);
-    /* hidden sizes: an int array of 1..ST_MAX_HIDDEN values */
     hid_t a = -1, s = -1;
     int rc = -1;
     htri_t ex;
     H5_TRY(ex = H5Aexists(g, "hidden"));
-    if (!ex)
-        return st_fail(err, "%s: missing attribute config/hidden", path);
+    if (!ex) {
+        st_fail(err, "%s: missing attribute config/hidden", path);
+        goto fail;
+    }
     H5_TRY(a = H5Aopen(g, "hidden", H5P_DEFAULT));
     H5_TRY(s = H5Aget_space(a));
     hssize_t nh = H5Sget_simple_extent_npoints(s);
@@ -256,8 +264,38 @@ static int read_config(hid_t g, const char *path, st_config *c, char *err)
 fail:
     if (s >= 0) H5Sclose(s);
     if (a >= 0) H5Aclose(a);
-    if (rc)
-        return rc;
+    return rc;
+}
+
+/* An unsigned 64-bit attribute (config/seed, state/data_hash). */
+static int read_u64_attr(hid_t g, const char *path, const char *name, uint64_t *out,
+                         char *err)
+{
+    hid_t a = -1;
+    int rc = -1;
+    htri_t ex;
+    H5_TRY(ex = H5Aexists(g, name));
+    if (!ex) {
+        st_fail(err, "%s: missing attribute %s", path, name);
+        goto fail;
+    }
+    H5_TRY(a = H5Aopen(g, name, H5P_DEFAULT));
+    H5_TRY(H5Aread(a, H5T_NATIVE_UINT64, out));
+    rc = 0;
+fail:
+    if (a >= 0) H5Aclose(a);
+    return rc;
+}
+
+static int read_config(hid_t g, const char *path, st_config *c, char *err)
+{
+    int64_t iv;
+    char act[32];
+    config_defaults(c);
+    if (h5u_read_str_attr(g, path, "data", c->data, sizeof c->data, err) != 0)
+        return c->data[0] ? -1 : st_fail(err, "%s: missing attribute config/data", path);
+    if (read_hidden(g, path, c, err))
+        return -1;
     if (read_int_in(g, path, "motif", 1, 1 << 20, &iv, err)) return -1;
     c->motif = (int)iv;
     if (read_dbl_in(g, path, "epsilon", 1e-9, 1e9, &c->epsilon, err) ||
@@ -281,15 +319,8 @@ fail:
     if (found < 0)
         return st_fail(err, "%s: unknown activation '%s'", path, act);
     c->activation = (st_activation)found;
-    hid_t sa = -1;
-    H5_TRY(ex = H5Aexists(g, "seed"));
-    if (!ex)
-        return st_fail(err, "%s: missing attribute config/seed", path);
-    H5_TRY(sa = H5Aopen(g, "seed", H5P_DEFAULT));
-    herr_t r = H5Aread(sa, H5T_NATIVE_UINT64, &c->seed);
-    H5Aclose(sa);
-    if (r < 0)
-        return st_fail(err, "%s: cannot read config/seed", path);
+    if (read_u64_attr(g, path, "seed", &c->seed, err))
+        return -1;
     if (read_int_in(g, path, "train_limit", 0, INT64_MAX, &c->train_limit, err)) return -1;
     if (read_int_in(g, path, "standardize", 0, 1, &iv, err)) return -1;
     c->standardize = (int)iv;
@@ -298,8 +329,8 @@ fail:
     return 0;
 }
 
-static int read_state(hid_t g, const char *path, const st_config *c, st_run_state *rs,
-                      char *err)
+static int read_state(hid_t g, const char *path, const st_config *c, int64_t version,
+                      st_run_state *rs, char *err)
 {
     int64_t iv;
     memset(rs, 0, sizeof *rs);
@@ -324,6 +355,24 @@ static int read_state(hid_t g, const char *path, const st_config *c, st_run_stat
         return -1;
     if (h5u_read_str_attr(g, path, "started", rs->started, sizeof rs->started, err) < 0)
         return -1;
+    if (version < 2)
+        return 0;
+    int r = h5u_read_str_attr(g, path, "run_id", rs->run_id, sizeof rs->run_id, err);
+    if (r < 0)
+        return -1;
+    if (r > 0)
+        return st_fail(err, "%s: missing attribute state/run_id", path);
+    if (strlen(rs->run_id) != ST_RUN_ID_LEN)
+        return st_fail(err, "%s: state/run_id '%s' is not a run id", path, rs->run_id);
+    int64_t k;
+    if (read_int_in(g, path, "data_n_train", 1, INT64_MAX, &rs->data_fp.n_train, err) ||
+        read_int_in(g, path, "data_n_test", 0, INT64_MAX, &rs->data_fp.n_test, err) ||
+        read_int_in(g, path, "data_d", 1, INT64_MAX, &rs->data_fp.d, err) ||
+        read_int_in(g, path, "data_k", 2, INT32_MAX, &k, err) ||
+        read_u64_attr(g, path, "data_hash", &rs->data_fp.hash, err))
+        return -1;
+    rs->data_fp.k = (int32_t)k;
+    rs->has_fingerprint = 1;
     return 0;
 }
 
@@ -438,11 +487,12 @@ int checkpoint_load(const char *path, st_config *cfg, st_model *m, st_run_state 
     }
     if (h5u_read_int_attr(file, path, "format_version", &v, err))
         goto fail;
-    if (v != ST_CHECKPOINT_FORMAT_VERSION) {
-        st_fail(err, "%s: checkpoint format_version %lld is not supported (expected %d)", path,
-                (long long)v, ST_CHECKPOINT_FORMAT_VERSION);
+    if (v < 1 || v > ST_CHECKPOINT_FORMAT_VERSION) {
+        st_fail(err, "%s: checkpoint format_version %lld is not supported (this build reads "
+                     "1..%d)", path, (long long)v, ST_CHECKPOINT_FORMAT_VERSION);
         goto fail;
     }
+    const int64_t version = v;
     const char *groups[3] = {"/config", "/state", "/model"};
     for (int i = 0; i < 3; i++)
         if (H5Lexists(file, groups[i], H5P_DEFAULT) <= 0) {
@@ -454,7 +504,7 @@ int checkpoint_load(const char *path, st_config *cfg, st_model *m, st_run_state 
         goto fail;
     H5Gclose(g);
     H5_TRY(g = H5Gopen2(file, "/state", H5P_DEFAULT));
-    if (read_state(g, path, cfg, rs, err))
+    if (read_state(g, path, cfg, version, rs, err))
         goto fail;
     H5Gclose(g);
     H5_TRY(g = H5Gopen2(file, "/model", H5P_DEFAULT));

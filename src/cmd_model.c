@@ -16,12 +16,14 @@
 #include "common.h"
 #include "cpu_ops.h"
 #include "dataset.h"
+#include "outfile.h"
 #include "train.h"
 
 typedef struct {
     const char *model, *data, *out;
     int split; /* 1 test, 0 train */
     long top;
+    int force;
 } model_args;
 
 static int model_usage(FILE *f, const char *cmd)
@@ -32,14 +34,17 @@ static int model_usage(FILE *f, const char *cmd)
                    "columns: predicted class) of a trained model on a split [test].\n");
     else if (!strcmp(cmd, "predict"))
         fprintf(f, "usage: settrain predict --model CKPT --input FILE.h5 --out FILE.csv "
-                   "[--split test|train]\n"
+                   "[--split test|train] [--force]\n"
                    "Writes one CSV row per sample of the split [test]: row, class (0..K-1),\n"
-                   "label (the original label when the file records one), probability.\n");
+                   "label (the original label when the file records one), probability.\n"
+                   "FILE.csv is written atomically; an existing file is refused unless --force,\n"
+                   "and neither the model nor the input can be the output.\n");
     else
-        fprintf(f, "usage: settrain features --model CKPT [--top K] [--out FILE.csv]\n"
+        fprintf(f, "usage: settrain features --model CKPT [--top K] [--out FILE.csv [--force]]\n"
                    "Input features ranked by the summed magnitude of their outgoing\n"
                    "connections in the first layer, as CSV (rank, feature, importance,\n"
-                   "connections) on stdout or in FILE.csv [all features].\n");
+                   "connections) on stdout or in FILE.csv [all features]; FILE.csv is written\n"
+                   "atomically, an existing file is refused unless --force.\n");
     return ST_EXIT_OK;
 }
 
@@ -52,6 +57,7 @@ static int parse_model_args(int argc, char **argv, model_args *a)
                                        {"out", required_argument, NULL, 'o'},
                                        {"split", required_argument, NULL, 's'},
                                        {"top", required_argument, NULL, 't'},
+                                       {"force", no_argument, NULL, 'f'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
     memset(a, 0, sizeof *a);
@@ -65,6 +71,7 @@ static int parse_model_args(int argc, char **argv, model_args *a)
         case 'd':
         case 'i': a->data = optarg; break;
         case 'o': a->out = optarg; break;
+        case 'f': a->force = 1; break;
         case 's':
             if (strcmp(optarg, "test") && strcmp(optarg, "train")) {
                 fprintf(stderr, "settrain: error: --split '%s': expected test or train\n", optarg);
@@ -104,6 +111,14 @@ static int parse_model_args(int argc, char **argv, model_args *a)
     if (!strcmp(cmd, "predict") && !a->out) {
         fprintf(stderr, "settrain: error: predict: --out FILE.csv is required\n");
         return -1;
+    }
+    if (a->out) {
+        char err[ST_ERRLEN];
+        const char *inputs[2] = {a->model, a->data};
+        if (st_output_check(a->out, "--out", inputs, 2, a->force, err)) {
+            fprintf(stderr, "settrain: error: %s: %s\n", cmd, err);
+            return -2;
+        }
     }
     return 0;
 }
@@ -239,24 +254,33 @@ static int cmd_eval(const model_args *a)
     return ST_EXIT_OK;
 }
 
-static FILE *open_out(const char *path)
-{
-    if (!path)
-        return stdout;
-    FILE *f = fopen(path, "w");
-    if (!f)
-        st_die("%s: cannot write: %s", path, strerror(errno));
-    return f;
-}
+/* The command's output: stdout, or an atomic file (see outfile.h). */
+typedef struct {
+    FILE *f;
+    st_outfile o;
+    const char *path;
+} out_stream;
 
-static void close_out(FILE *f, const char *path)
+static void open_out(out_stream *s, const char *path)
 {
-    if (f == stdout) {
-        fflush(f);
+    char err[ST_ERRLEN];
+    s->path = path;
+    if (!path) {
+        s->f = stdout;
         return;
     }
-    if (ferror(f) | (fclose(f) != 0))
-        st_die("%s: write failed: %s", path, strerror(errno));
+    if (st_outfile_open(&s->o, path, err))
+        st_die("%s", err);
+    s->f = s->o.f;
+}
+
+static void close_out(out_stream *s)
+{
+    char err[ST_ERRLEN];
+    if (!s->path)
+        return; /* main checks stdout when the command returns */
+    if (st_outfile_commit(&s->o, 1, err))
+        st_die("%s", err);
 }
 
 static int cmd_predict(const model_args *a)
@@ -267,14 +291,16 @@ static int cmd_predict(const model_args *a)
     const int64_t n = sp.n;
     const float *p = sp.p;
     const int K = ds.k;
-    FILE *f = open_out(a->out);
+    out_stream os;
+    open_out(&os, a->out);
+    FILE *f = os.f;
     fprintf(f, "row,class,label,probability\n");
     for (int64_t i = 0; i < n; i++) {
         int c = argmax(p + i * K, K);
         fprintf(f, "%lld,%d,%lld,%.6f\n", (long long)i, c,
                 (long long)(ds.label_values ? ds.label_values[c] : c), p[i * K + c]);
     }
-    close_out(f, a->out);
+    close_out(&os);
     fprintf(stderr, "settrain: wrote %lld predictions to %s\n", (long long)n, a->out);
     split_probs_free(&sp);
     return ST_EXIT_OK;
@@ -325,12 +351,14 @@ static int cmd_features(const model_args *a)
     }
     qsort(r, (size_t)d, sizeof *r, feat_cmp);
     int64_t top = a->top && a->top < d ? a->top : d;
-    FILE *f = open_out(a->out);
+    out_stream os;
+    open_out(&os, a->out);
+    FILE *f = os.f;
     fprintf(f, "rank,feature,importance,connections\n");
     for (int64_t j = 0; j < top; j++)
         fprintf(f, "%lld,%d,%.6g,%lld\n", (long long)j + 1, r[j].feature, r[j].imp,
                 (long long)r[j].conn);
-    close_out(f, a->out);
+    close_out(&os);
     free(r);
     model_free(&m);
     return ST_EXIT_OK;
@@ -341,7 +369,7 @@ int cmd_model(int argc, char **argv)
     model_args a;
     int r = parse_model_args(argc, argv, &a);
     if (r)
-        return r > 0 ? ST_EXIT_OK : ST_EXIT_USAGE;
+        return r > 0 ? ST_EXIT_OK : r == -2 ? ST_EXIT_ERROR : ST_EXIT_USAGE;
     if (!strcmp(argv[0], "eval"))
         return cmd_eval(&a);
     if (!strcmp(argv[0], "predict"))

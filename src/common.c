@@ -9,15 +9,27 @@
 #include <time.h>
 #include <unistd.h>
 
+static void (*g_die_hook)(const char *msg);
+
+void st_set_die_hook(void (*hook)(const char *msg))
+{
+    g_die_hook = hook;
+}
+
 void st_die(const char *fmt, ...)
 {
     va_list ap;
+    char msg[2 * ST_ERRLEN];
     fflush(stdout);
-    fprintf(stderr, "settrain: error: ");
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    fprintf(stderr, "settrain: error: %s\n", msg);
+    /* The hook runs once: an error inside it must not recurse. */
+    void (*hook)(const char *) = g_die_hook;
+    g_die_hook = NULL;
+    if (hook)
+        hook(msg);
     exit(ST_EXIT_ERROR);
 }
 

@@ -3,6 +3,7 @@
  * dataset access, and atomic (optionally durable) file replacement. */
 #define _POSIX_C_SOURCE 200809L
 #include "h5util.h"
+#include "outfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -501,52 +502,15 @@ int h5u_save_atomic(const char *path, h5u_writer write, const void *ctx, int dur
                     char *err)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    /* Refuse a target that is not a regular file before building anything. */
+    char target[4200];
+    if (st_output_resolve(path, target, sizeof target, err))
+        return -1;
     void *image;
     size_t n;
     if (build_image(path, write, ctx, &image, &n, err))
         return -1;
-    size_t len = strlen(path);
-    char *tmp = st_malloc(len + 16, "temporary file name");
-    snprintf(tmp, len + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        st_fail(err, "%s: cannot create temporary file beside it: %s", path, strerror(errno));
-        free(tmp);
-        free(image);
-        return -1;
-    }
-    /* mkstemp creates mode 0600; give the file the usual umask-based mode. */
-    mode_t um = umask(0);
-    umask(um);
-    int bad = fchmod(fd, 0666 & ~um) != 0;
-    for (size_t done = 0; !bad && done < n;) {
-        ssize_t w = pwrite(fd, (const char *)image + done, n - done, (off_t)done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        bad = w <= 0;
-        done += bad ? 0 : (size_t)w;
-    }
-    bad = bad || (durable && fsync(fd) != 0);
-    int saved = errno;
-    bad = (close(fd) != 0) || bad;
+    int rc = st_write_file_atomic(target, image, n, durable, err);
     free(image);
-    if (bad || rename(tmp, path) != 0) {
-        st_fail(err, "%s: cannot write (%zu bytes): %s; the previous file is unchanged", path,
-                n, strerror(bad ? saved : errno));
-        unlink(tmp);
-        free(tmp);
-        return -1;
-    }
-    free(tmp);
-    if (durable) {
-        char *dcopy = st_malloc(len + 1, "directory name");
-        memcpy(dcopy, path, len + 1);
-        int dfd = open(dirname(dcopy), O_RDONLY);
-        if (dfd >= 0) {
-            fsync(dfd); /* best effort: the rename is already visible */
-            close(dfd);
-        }
-        free(dcopy);
-    }
-    return 0;
+    return rc;
 }

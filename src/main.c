@@ -1,4 +1,5 @@
 /* main.c: the settrain command line: dispatches to the subcommands. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -34,7 +35,19 @@ static void usage(FILE *f)
             ST_VERSION);
 }
 
-int main(int argc, char **argv)
+/* A report written to a full or closed standard output must not look like
+ * success: the command's exit code stands only if stdout took every byte. */
+static int finish(int code)
+{
+    if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) {
+        fprintf(stderr, "settrain: error: standard output: write failed: %s\n",
+                strerror(errno ? errno : EIO));
+        return code ? code : ST_EXIT_ERROR;
+    }
+    return code;
+}
+
+static int dispatch(int argc, char **argv)
 {
     if (argc < 2) {
         usage(stderr);
@@ -59,4 +72,11 @@ int main(int argc, char **argv)
         return cmd_train(argc - 1, argv + 1);
     fprintf(stderr, "settrain: error: unknown command '%s' (see settrain --help)\n", cmd);
     return ST_EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+    int code = dispatch(argc, argv);
+    errno = 0;
+    return finish(code);
 }

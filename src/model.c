@@ -143,6 +143,10 @@ int model_init(st_model *mdl, const int32_t *sizes, int n_layers, int motif, dou
                                    l + 1);
                 L->row_ptr[r + 1] = (int32_t)nb;
             }
+            if (nb == 0)
+                return st_fail(err, "layer %d (%d x %d) drew no connection at epsilon %g "
+                                    "(block probability %.3g); raise --epsilon", l + 1, L->n_in,
+                               L->n_out, epsilon, L->p);
             L->nb = (int32_t)nb;
             L->col_idx = st_malloc(sizeof(int32_t) * (size_t)nb, "col_idx");
             for (int32_t r = 0; r < L->nbr; r++)

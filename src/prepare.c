@@ -6,13 +6,14 @@
  * --help. Exit codes: 0 done, 1 data or I/O error, 2 bad command line. */
 #include "dataset.h"
 #include "common.h"
+#include "outfile.h"
 
 #include <getopt.h>
 #include <stdarg.h>
 
 enum { CMD_FMNIST = 1, CMD_MAT = 2 };
 
-enum prep_opt_id { OPT_SRC, OPT_IN, OPT_OUT, OPT_TEST_FRACTION, OPT_SEED, OPT_HELP, OPT_COUNT };
+enum prep_opt_id { OPT_SRC, OPT_IN, OPT_OUT, OPT_TEST_FRACTION, OPT_SEED, OPT_FORCE, OPT_HELP, OPT_COUNT };
 
 typedef struct {
     const char *name;    /* long option                                        */
@@ -28,10 +29,13 @@ static const prep_opt PREP_OPTS[OPT_COUNT] = {
     [OPT_IN] = {"in", "FILE.mat", NULL, CMD_MAT,
                 "MATLAB file with variables X (samples x features) and Y (labels); required"},
     [OPT_OUT] = {"out", "FILE.h5", NULL, CMD_FMNIST | CMD_MAT,
-                 "output data file, replaced atomically; its directory is created; required"},
+                 "output data file (written atomically; its directory is created; an existing "
+                 "file is refused unless --force); required"},
     [OPT_TEST_FRACTION] = {"test-fraction", "F", "0.3333", CMD_MAT,
                            "fraction of each class put in the test split, in [0, 1)"},
     [OPT_SEED] = {"seed", "S", "1", CMD_MAT, "seed of the stratified split"},
+    [OPT_FORCE] = {"force", NULL, NULL, CMD_FMNIST | CMD_MAT,
+                   "replace an existing --out file (never an input or a run's file)"},
     [OPT_HELP] = {"help", NULL, NULL, CMD_FMNIST | CMD_MAT, "print this help and exit"},
 };
 
@@ -50,6 +54,7 @@ typedef struct {
     const char *src, *in, *out;
     double test_fraction;
     uint64_t seed;
+    int force;
 } prep_args;
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -105,6 +110,7 @@ static int apply_opt(int id, const char *val, prep_args *a)
     case OPT_SRC: a->src = val; break;
     case OPT_IN: a->in = val; break;
     case OPT_OUT: a->out = val; break;
+    case OPT_FORCE: a->force = 1; break;
     case OPT_TEST_FRACTION:
         if (st_parse_double(val, 0.0, 1.0, &a->test_fraction) || a->test_fraction >= 1.0)
             return usage_error("--test-fraction must be a number in [0, 1), got '%s'", val);
@@ -209,6 +215,22 @@ int cmd_prepare(int argc, char **argv)
         return usage_error("prepare mat: --in FILE.mat is required");
 
     char err[ST_ERRLEN];
+    /* The output is checked before any work: not an input, not a device or
+     * a FIFO, not a run's file, not existing unless --force. */
+    char fm[4][4200];
+    const char *inputs[4] = {a.in, NULL, NULL, NULL};
+    if (cmd == CMD_FMNIST) {
+        static const char *const names[4] = {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                                              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"};
+        for (int i = 0; i < 4; i++) {
+            snprintf(fm[i], sizeof fm[i], "%s/%s", a.src, names[i]);
+            inputs[i] = fm[i];
+        }
+    }
+    if (st_output_check(a.out, "--out", inputs, 4, a.force, err)) {
+        fprintf(stderr, "settrain: error: %s\n", err);
+        return ST_EXIT_ERROR;
+    }
     st_dataset ds;
     if (cmd == CMD_FMNIST ? prepare_fmnist(a.src, &ds, err)
                           : prepare_mat(a.in, a.test_fraction, a.seed, &ds, err)) {

@@ -11,6 +11,7 @@
 #include "train.h"
 
 #include <dirent.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <omp.h>
@@ -25,7 +26,10 @@
 #include "backend.h"
 #include "checkpoint.h"
 #include "common.h"
+#include "memplan.h"
+#include "outfile.h"
 #include "philox.h"
+#include "rundir.h"
 
 void data_feature_stats(const float *x, int64_t n, int64_t d, float *mean, float *std)
 {
@@ -96,20 +100,34 @@ static void json_num(FILE *f, double x)
         fprintf(f, "null");
 }
 
-/* Write run.json atomically (temporary file, then rename). */
+/* What run.json says besides the model and the run state. */
+typedef struct {
+    const char *status;   /* running, finished, interrupted, diverged, failed */
+    const char *error;    /* the message of a failed or diverged run, or NULL */
+    const st_memplan *mem;
+} run_json_extra;
+
+/* Write run.json atomically (temporary file, fsync, rename). */
 static int write_run_json(const char *dir, const st_config *c, const st_model *m,
                           const st_dataset *ds, st_backend *be, const st_run_state *rs,
-                          const char *status, double mean_epoch_s, char *err)
+                          const run_json_extra *x, double mean_epoch_s, char *err)
 {
-    char path[4200], tmp[4300];
+    char path[4200];
     snprintf(path, sizeof path, "%s/run.json", dir);
-    snprintf(tmp, sizeof tmp, "%s/.run.json.tmp", dir);
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return st_fail(err, "%s: cannot write: %s", tmp, strerror(errno));
+    st_outfile o;
+    if (st_outfile_open(&o, path, err))
+        return -1;
+    FILE *f = o.f;
     fprintf(f, "{\n  \"settrain_version\": \"%s\",\n  \"git_commit\": \"%s\",\n", ST_VERSION,
             ST_GIT_COMMIT);
-    fprintf(f, "  \"status\": \"%s\",\n  \"started\": \"%s\",\n", status, rs->started);
+    fprintf(f, "  \"run_id\": \"%s\",\n", rs->run_id);
+    fprintf(f, "  \"status\": \"%s\",\n", x->status);
+    if (x->error) {
+        fprintf(f, "  \"error\": ");
+        json_str(f, x->error);
+        fprintf(f, ",\n");
+    }
+    fprintf(f, "  \"started\": \"%s\",\n", rs->started);
     fprintf(f, "  \"config\": {\n    \"data\": ");
     json_str(f, c->data);
     fprintf(f, ",\n    \"dataset_name\": ");
@@ -127,15 +145,26 @@ static int write_run_json(const char *dir, const st_config *c, const st_model *m
             c->weight_decay, c->dropout, st_activation_names[c->activation],
             (unsigned long long)c->seed, (long long)c->train_limit,
             c->standardize ? "true" : "false", c->checkpoint_every, omp_get_max_threads());
-    fprintf(f, "  \"backend\": \"%s\",\n  \"device\": {", be->ops->name);
-    char desc[2048];
-    be->ops->describe(be, desc, sizeof desc);
+    fprintf(f, "  \"backend\": \"%s\",\n  \"device\": {", be ? be->ops->name : "none");
+    char desc[2048] = "";
+    if (be)
+        be->ops->describe(be, desc, sizeof desc);
     fprintf(f, "%s},\n", desc);
     fprintf(f, "  \"data\": {\"n_train\": %lld, \"n_test\": %lld, \"n_features\": %lld, "
-               "\"n_classes\": %d},\n",
-            (long long)ds->n_train, (long long)ds->n_test, (long long)ds->d, ds->k);
+               "\"n_classes\": %d, \"fingerprint\": \"%016llx\"},\n",
+            (long long)ds->n_train, (long long)ds->n_test, (long long)ds->d, ds->k,
+            (unsigned long long)rs->data_fp.hash);
+    if (x->mem) {
+        fprintf(f, "  \"memory_estimate_bytes\": {");
+        for (int i = 0; i < ST_MEM_COUNT; i++)
+            fprintf(f, "\"%s\": %llu, ", i == ST_MEM_DATA ? "data" : i == ST_MEM_MODEL ? "model"
+                       : i == ST_MEM_ACTIVATIONS ? "activations" : i == ST_MEM_GRADIENTS ? "gradients"
+                       : i == ST_MEM_EVOLUTION ? "evolution" : "checkpoint",
+                    (unsigned long long)x->mem->part[i]);
+        fprintf(f, "\"total\": %llu},\n", (unsigned long long)x->mem->total);
+    }
     fprintf(f, "  \"layers\": [\n");
-    for (int l = 0; l < m->n_layers; l++) {
+    for (int l = 0; m->layers && l < m->n_layers; l++) {
         const st_layer *L = &m->layers[l];
         fprintf(f, "    {\"layer\": %d, \"n_in\": %d, \"n_out\": %d, \"block_in\": %d, "
                    "\"block_out\": %d, \"p\": %.17g, \"dense\": %s, \"blocks\": %lld, "
@@ -144,7 +173,7 @@ static int write_run_json(const char *dir, const st_config *c, const st_model *m
                 (long long)(L->dense ? (int64_t)L->nbr * L->nbc : L->nb),
                 (long long)layer_nnz(L), l + 1 < m->n_layers ? "," : "");
     }
-    fprintf(f, "  ],\n  \"connections\": %lld,\n", (long long)model_connections(m));
+    fprintf(f, "  ],\n  \"connections\": %lld,\n", (long long)(m->layers ? model_connections(m) : 0));
     fprintf(f, "  \"epochs_done\": %d,\n  \"evolutions_checked\": %lld,\n", rs->epochs_done,
             (long long)rs->evolutions_checked);
     fprintf(f, "  \"total_wall_s\": ");
@@ -156,14 +185,7 @@ static int write_run_json(const char *dir, const st_config *c, const st_model *m
     fprintf(f, ",\n  \"best_test_acc\": ");
     json_num(f, rs->best_acc);
     fprintf(f, ",\n  \"best_epoch\": %d\n}\n", rs->best_epoch);
-    int bad = ferror(f);
-    bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return st_fail(err, "%s: cannot write: %s", path, strerror(errno));
-    }
-    return 0;
+    return st_outfile_commit(&o, 1, err);
 }
 
 static void fmt_duration(double s, char *buf, size_t n)
@@ -178,7 +200,8 @@ static void fmt_duration(double s, char *buf, size_t n)
 }
 
 static void print_settings(const st_config *c, const st_model *m, const st_dataset *ds,
-                           int64_t n_train, const char *dir, st_backend *be)
+                           int64_t n_train, const char *dir, st_backend *be,
+                           const st_memplan *mp)
 {
     char desc[2048];
     be->ops->describe(be, desc, sizeof desc);
@@ -208,20 +231,46 @@ static void print_settings(const st_config *c, const st_model *m, const st_datas
     ROW("standardize", "%s", c->standardize ? "yes (training-set mean and std)" : "no");
     ROW("seed", "%llu", (unsigned long long)c->seed);
     ROW("backend", "%s: %s", be->ops->name, desc);
+    {
+        char tot[32], big[32], av[32];
+        int bi = 0;
+        for (int i = 1; i < ST_MEM_COUNT; i++)
+            if (mp->part[i] > mp->part[bi])
+                bi = i;
+        st_fmt_bytes(mp->total, tot, sizeof tot);
+        st_fmt_bytes(mp->part[bi], big, sizeof big);
+        const char *what;
+        uint64_t a = st_memory_available(&what);
+        st_fmt_bytes(a, av, sizeof av);
+        ROW("host memory", "about %s (largest: %s %s); %s available (%s)", tot,
+            st_mem_part_names[bi], big, a ? av : "?", what);
+    }
     ROW("run folder", "%s", dir);
 #undef ROW
     printf("+----------------------+------------------------------------------------------\n");
     fflush(stdout);
 }
 
-/* Set by SIGTERM, SIGINT and SIGUSR1: finish the batch, checkpoint, exit 3. */
-static volatile int g_stop;
-static volatile int g_signal;
+/* Stop signals (SIGTERM, SIGINT, SIGUSR1, SIGHUP). While the run is being
+ * set up (checkpoint and data loading, before the run folder is claimed or
+ * its files are touched) there is nothing to save: the process ends at once
+ * with exit status 3. Once the run has started, a signal sets g_stop: the
+ * current batch finishes, the checkpoint is written, exit 3. */
+static volatile int g_stop; /* the backends poll it after each batch */
+static volatile sig_atomic_t g_signal;
+static volatile sig_atomic_t g_started;
 
 static void on_stop_signal(int sig)
 {
     g_stop = 1;
     g_signal = sig;
+    if (!g_started) {
+        static const char msg[] = "settrain: stopped by a signal while setting up the run; "
+                                  "nothing was written\n";
+        ssize_t w = write(2, msg, sizeof msg - 1);
+        (void)w;
+        _exit(ST_EXIT_INTERRUPTED);
+    }
 }
 
 static void install_stop_handlers(void)
@@ -230,46 +279,51 @@ static void install_stop_handlers(void)
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop_signal;
     sigemptyset(&sa.sa_mask);
-    const int sigs[3] = {SIGTERM, SIGINT, SIGUSR1};
-    for (int i = 0; i < 3; i++)
+    const int sigs[4] = {SIGTERM, SIGINT, SIGUSR1, SIGHUP};
+    for (int i = 0; i < 4; i++)
         sigaction(sigs[i], &sa, NULL);
 }
 
+#define METRICS_HEADER "epoch,train_loss,train_acc,test_loss,test_acc,t_train_s,t_evolve_s," \
+                       "t_eval_s,t_epoch_s,connections,run_id\n"
+
 /* Keep the header and the rows of epochs 1..epochs_done of metrics.csv
  * (rows of an epoch that a killed run wrote after its last checkpoint are
- * dropped: the resumed run writes them again, identically). Atomic. */
-static int metrics_truncate(const char *path, int epochs_done, char *err)
+ * dropped: the resumed run writes them again, identically). A file from
+ * before run ids gets the run_id column. Atomic. */
+static int metrics_truncate(const char *path, int epochs_done, const char *run_id, char *err)
 {
     FILE *in = fopen(path, "r");
     if (!in)
         return st_fail(err, "%s: cannot read: %s", path, strerror(errno));
-    char tmp[4300];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *out = fopen(tmp, "w");
-    if (!out) {
+    st_outfile o;
+    if (st_outfile_open(&o, path, err)) {
         fclose(in);
-        return st_fail(err, "%s: cannot write: %s", tmp, strerror(errno));
+        return -1;
     }
     char line[4096];
-    int row = 0, want = 1;
+    int row = 0, want = 1, legacy = 0;
     while (fgets(line, sizeof line, in)) {
-        if (row++ == 0 || (want <= epochs_done && atoi(line) == want)) {
-            fputs(line, out);
-            if (row > 1)
-                want++;
+        if (row++ == 0) {
+            legacy = !strstr(line, ",run_id");
+            fputs(METRICS_HEADER, o.f);
+        } else if (want <= epochs_done && atoi(line) == want) {
+            if (legacy) {
+                line[strcspn(line, "\n")] = '\0';
+                fprintf(o.f, "%s,%s\n", line, run_id);
+            } else {
+                fputs(line, o.f);
+            }
+            want++;
         }
     }
     fclose(in);
-    int bad = ferror(out) | (fflush(out) != 0) | (fsync(fileno(out)) != 0);
-    bad |= fclose(out) != 0;
-    if (bad || want != epochs_done + 1 || rename(tmp, path) != 0) {
-        unlink(tmp);
-        if (want != epochs_done + 1)
-            return st_fail(err, "%s: holds rows for %d epochs, the checkpoint %d", path,
-                           want - 1, epochs_done);
-        return st_fail(err, "%s: cannot rewrite: %s", path, strerror(errno));
+    if (want != epochs_done + 1) {
+        st_outfile_abort(&o);
+        return st_fail(err, "%s: holds rows for %d epochs, the checkpoint %d", path, want - 1,
+                       epochs_done);
     }
-    return 0;
+    return st_outfile_commit(&o, 1, err);
 }
 
 static double mean_epoch(const st_run_state *rs)
@@ -279,8 +333,56 @@ static double mean_epoch(const st_run_state *rs)
     return rs->epochs_done == 1 ? rs->first_epoch_s : NAN;
 }
 
+/* The first non-finite weight, momentum or bias of the model: 0 none, else
+ * 1 + the layer index in *layer. */
+static int model_nonfinite(const st_model *m, int *layer)
+{
+    for (int l = 0; l < m->n_layers; l++) {
+        const st_layer *L = &m->layers[l];
+        const int64_t nnz = layer_nnz(L);
+        int bad = 0;
+        for (int64_t i = 0; i < nnz; i++)
+            bad |= !isfinite(L->w[i]) | !isfinite(L->v[i]);
+        for (int32_t i = 0; i < L->n_out; i++)
+            bad |= !isfinite(L->bias[i]) | !isfinite(L->vbias[i]);
+        if (bad) {
+            *layer = l + 1;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The state that the fatal-error hook and the checkpoint writer need. */
+static struct {
+    const char *dir;
+    const st_config *cfg;
+    const st_model *model;
+    const st_dataset *ds;
+    st_backend *be;
+    st_run_state *rs;
+    const st_memplan *mem;
+    double t_start, wall_before;
+    int have_checkpoint; /* dir/checkpoint.h5 exists (written by this run or resumed) */
+} g_run;
+
+/* st_die's hook once the run folder exists: run.json says "failed" and why. */
+static void mark_failed(const char *msg)
+{
+    char err[ST_ERRLEN];
+    if (!g_run.dir)
+        return;
+    g_run.rs->wall_s = g_run.wall_before + (st_now() - g_run.t_start);
+    run_json_extra x = {"failed", msg, g_run.mem};
+    /* Best effort: where the disk is full, run.json cannot say it either
+     * (the error line already printed is the one that counts). */
+    write_run_json(g_run.dir, g_run.cfg, g_run.model, g_run.ds, g_run.be, g_run.rs, &x,
+                   mean_epoch(g_run.rs), err);
+}
+
 /* Write the checkpoint (an NVTX range "checkpoint" on the timeline of a
- * CUDA build, beside the GPU backend's ranges). */
+ * CUDA build, beside the GPU backend's ranges). A model holding a
+ * non-finite value is never written: the last finite checkpoint stays. */
 static void save_checkpoint(st_backend *be, const char *dir, const st_config *cfg,
                             const st_model *m, const st_run_state *rs)
 {
@@ -288,16 +390,25 @@ static void save_checkpoint(st_backend *be, const char *dir, const st_config *cf
 #ifdef ST_HAVE_CUDA
     nvtxRangePushA("checkpoint");
 #endif
-    int rc = be->ops->sync_model(be, err) || checkpoint_save(dir, cfg, m, rs, err);
+    int rc = be->ops->sync_model(be, err);
+    int layer = 0;
+    if (!rc && model_nonfinite(m, &layer))
+        st_die("training diverged by epoch %d: layer %d holds a NaN or infinite weight, "
+               "momentum or bias (lower --lr); %s", rs->epochs_done + 1, layer,
+               g_run.have_checkpoint ? "checkpoint.h5 keeps the last finite state"
+                                     : "no checkpoint had been written");
+    rc = rc || checkpoint_save(dir, cfg, m, rs, err);
 #ifdef ST_HAVE_CUDA
     nvtxRangePop();
 #endif
     if (rc)
         st_die("%s", err);
+    g_run.have_checkpoint = 1;
 }
 
 /* Remove the temporary files that a run killed while writing left behind
- * (its complete files were never touched: they are replaced by rename). */
+ * (its complete files were never touched: they are replaced by rename).
+ * Called with the run's lock held, so no live process owns them. */
 static void remove_stale_temporaries(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -306,7 +417,8 @@ static void remove_stale_temporaries(const char *dir)
     struct dirent *e;
     char path[4400];
     while ((e = readdir(d)))
-        if (!strncmp(e->d_name, "checkpoint.h5.tmp.", 18) || !strcmp(e->d_name, "metrics.csv.tmp") ||
+        if (!strncmp(e->d_name, "checkpoint.h5.tmp.", 18) ||
+            !strncmp(e->d_name, "metrics.csv.tmp", 15) || !strncmp(e->d_name, "run.json.tmp.", 13) ||
             !strcmp(e->d_name, ".run.json.tmp")) {
             snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
             unlink(path);
@@ -314,33 +426,69 @@ static void remove_stale_temporaries(const char *dir)
     closedir(d);
 }
 
-/* The run folder and the state to start from: a new run (refusing a folder
- * that already holds one) or the checkpoint of --resume DIR. */
-static void open_run(st_config *cfg, st_model *model, st_run_state *rs, char *dir, size_t n,
-                     const char *dataset_name)
+/* The run id recorded in dir/name must be the checkpoint's. */
+static void check_run_id(const char *dir, const char *name, const char *want)
+{
+    char path[4400], id[ST_RUN_ID_LEN + 1] = "", err[ST_ERRLEN];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int r = st_run_id_of_file(path, id, err);
+    if (r < 0)
+        st_die("%s", err);
+    if (r == 0 && !want[0])
+        return; /* a run from before run ids: nothing to compare */
+    if (r == 0 && access(path, F_OK) != 0)
+        return;
+    if (r == 0 || strcmp(id, want))
+        st_die("--resume %s: checkpoint.h5 belongs to run %s but %s belongs to %s; the "
+               "checkpoint was copied from another run folder: resume it in its own folder",
+               dir, want[0] ? want : "(no id)", name, r ? id : "a run without an id");
+}
+
+/* Resume: lock the folder, then load its checkpoint and check that the
+ * folder's files belong to the same run. */
+static void open_resumed(st_config *cfg, st_model *model, st_run_state *rs, char *dir,
+                         size_t n, int *lock_fd)
 {
     char err[ST_ERRLEN], path[4200];
     memset(rs, 0, sizeof *rs);
-    if (cfg->resume[0]) {
-        snprintf(dir, n, "%s", cfg->resume);
-        snprintf(path, sizeof path, "%s/checkpoint.h5", dir);
-        if (access(path, F_OK) != 0)
-            st_die("--resume %s: no checkpoint.h5 in that folder", dir);
-        remove_stale_temporaries(dir);
-        st_config saved;
-        if (checkpoint_load(path, &saved, model, rs, err))
-            st_die("%s", err);
-        /* The checkpoint defines the run; only how it runs may change. */
-        saved.threads = cfg->threads;
-        saved.backend = cfg->backend;
-        saved.quiet = cfg->quiet;
-        if (cfg->checkpoint_every)
-            saved.checkpoint_every = cfg->checkpoint_every;
-        snprintf(saved.resume, sizeof saved.resume, "%s", cfg->resume);
-        snprintf(saved.out, sizeof saved.out, "%s", dir);
-        *cfg = saved;
-        return;
-    }
+    snprintf(dir, n, "%s", cfg->resume);
+    snprintf(path, sizeof path, "%s/checkpoint.h5", dir);
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        st_die("--resume %s: not a run folder (%s)", dir,
+               errno && stat(dir, &sb) != 0 ? strerror(errno) : "not a directory");
+    if (access(path, F_OK) != 0)
+        st_die("--resume %s: no checkpoint.h5 in that folder", dir);
+    if (st_run_lock(dir, lock_fd, err))
+        st_die("%s", err);
+    remove_stale_temporaries(dir);
+    st_config saved;
+    if (checkpoint_load(path, &saved, model, rs, err))
+        st_die("%s", err);
+    check_run_id(dir, "run.json", rs->run_id);
+    check_run_id(dir, "metrics.csv", rs->run_id);
+    if (!rs->run_id[0])
+        st_run_id_new(rs->run_id); /* a run from before run ids gets one now */
+    /* The checkpoint defines the run; only how it runs may change, and where
+     * its data file is (checked against the fingerprint). */
+    saved.threads = cfg->threads;
+    saved.backend = cfg->backend;
+    saved.quiet = cfg->quiet;
+    saved.allow_data_change = cfg->allow_data_change;
+    if (cfg->data[0])
+        snprintf(saved.data, sizeof saved.data, "%s", cfg->data);
+    if (cfg->checkpoint_every)
+        saved.checkpoint_every = cfg->checkpoint_every;
+    snprintf(saved.resume, sizeof saved.resume, "%s", cfg->resume);
+    snprintf(saved.out, sizeof saved.out, "%s", dir);
+    *cfg = saved;
+}
+
+/* A new run: claim its folder (refusing one that holds a run). */
+static void open_new(st_config *cfg, st_run_state *rs, char *dir, size_t n,
+                     const char *dataset_name, int *lock_fd)
+{
+    char err[ST_ERRLEN];
     if (cfg->out[0]) {
         snprintf(dir, n, "%s", cfg->out);
     } else {
@@ -350,15 +498,20 @@ static void open_run(st_config *cfg, st_model *model, st_run_state *rs, char *di
         snprintf(dir, n, "results/runs/%s_m%d_s%llu_%s", dataset_name, cfg->motif,
                  (unsigned long long)cfg->seed, stamp);
     }
-    snprintf(path, sizeof path, "%s/metrics.csv", dir);
-    if (access(path, F_OK) == 0)
-        st_die("%s already holds a run (metrics.csv); choose another --out or continue it "
-               "with --resume %s", dir, dir);
-    if (st_mkdirs(dir, err))
+    if (st_run_claim(dir, lock_fd, err))
         st_die("%s", err);
     rs->best_acc = rs->final_acc = NAN;
     time_t now = time(NULL);
     strftime(rs->started, sizeof rs->started, "%Y-%m-%dT%H:%M:%S%z", localtime(&now));
+}
+
+/* The data path as stored in the checkpoint: absolute, so that a resume
+ * from another working directory finds it. */
+static void absolute_data_path(st_config *cfg)
+{
+    char real[PATH_MAX];
+    if (cfg->data[0] != '/' && realpath(cfg->data, real) && strlen(real) < sizeof cfg->data)
+        strcpy(cfg->data, real);
 }
 
 int train_run(const st_config *cfg_in)
@@ -367,23 +520,49 @@ int train_run(const st_config *cfg_in)
     char err[ST_ERRLEN];
     double t_start = st_now();
     st_model model;
+    memset(&model, 0, sizeof model);
     st_run_state rs;
+    memset(&rs, 0, sizeof rs);
     char dir[4096];
+    int lock_fd = -1;
     int resumed = cfg.resume[0] != 0;
-    /* From the start: a stop signal while the data loads ends the run after
-     * its first batch, with a checkpoint, like any other stop. */
+    /* From the start: a stop signal while the checkpoint or the data loads
+     * ends the process at once (exit 3: nothing to save yet). */
+    g_started = 0;
     install_stop_handlers();
 
     /* A resumed run takes its data path and settings from the checkpoint. */
     if (resumed)
-        open_run(&cfg, &model, &rs, dir, sizeof dir, NULL);
+        open_resumed(&cfg, &model, &rs, dir, sizeof dir, &lock_fd);
     if (cfg.threads > 0)
         omp_set_num_threads(cfg.threads);
     cfg.threads = omp_get_max_threads();
 
     st_dataset ds;
-    if (dataset_load_h5(cfg.data, &ds, err))
+    if (dataset_load_h5(cfg.data, &ds, err)) {
+        if (resumed)
+            st_die("%s (the data file recorded in %s/checkpoint.h5; give --data PATH with "
+                   "--resume if it moved)", err, dir);
         st_die("%s", err);
+    }
+    st_data_fingerprint fp;
+    st_data_fingerprint_of(&ds, &fp);
+    if (resumed && rs.has_fingerprint && !cfg.allow_data_change &&
+        (fp.n_train != rs.data_fp.n_train || fp.n_test != rs.data_fp.n_test ||
+         fp.d != rs.data_fp.d || fp.k != rs.data_fp.k || fp.hash != rs.data_fp.hash))
+        st_die("%s: the data differs from what the run started on (now %lld train, %lld test, "
+               "%lld features, %d classes, fingerprint %016llx; then %lld, %lld, %lld, %d, "
+               "%016llx); resume with the original file, or add --allow-data-change",
+               cfg.data, (long long)fp.n_train, (long long)fp.n_test, (long long)fp.d, fp.k,
+               (unsigned long long)fp.hash, (long long)rs.data_fp.n_train,
+               (long long)rs.data_fp.n_test, (long long)rs.data_fp.d, rs.data_fp.k,
+               (unsigned long long)rs.data_fp.hash);
+    if (!resumed || !rs.has_fingerprint || cfg.allow_data_change) {
+        rs.data_fp = fp;
+        rs.has_fingerprint = 1;
+    }
+    if (!resumed)
+        absolute_data_path(&cfg);
     int64_t n_train = ds.n_train;
     if (cfg.train_limit) {
         if (cfg.train_limit > ds.n_train)
@@ -394,6 +573,26 @@ int train_run(const st_config *cfg_in)
     }
     if (ds.d > INT32_MAX)
         st_die("%s: %lld features is more than this build supports", cfg.data, (long long)ds.d);
+
+    /* The memory the run needs, before anything large is allocated. */
+    st_memplan mem;
+    {
+        int32_t sizes[ST_MAX_HIDDEN + 2];
+        int nl = resumed ? model.n_layers : cfg.n_hidden + 1;
+        if (resumed) {
+            memcpy(sizes, model.sizes, sizeof(int32_t) * (size_t)(nl + 1));
+        } else {
+            sizes[0] = ds.d > INT32_MAX ? INT32_MAX : (int32_t)ds.d;
+            for (int i = 0; i < cfg.n_hidden; i++)
+                sizes[i + 1] = cfg.hidden[i];
+            sizes[nl] = ds.k;
+        }
+        st_memplan_compute(sizes, nl, cfg.motif, cfg.epsilon, cfg.batch, cfg.dropout, n_train,
+                           ds.n_test, ds.d, &mem);
+        uint64_t held = mem.part[ST_MEM_DATA] + (resumed ? mem.part[ST_MEM_MODEL] : 0);
+        if (cfg.backend != ST_BACKEND_GPU && st_memplan_check(&mem, held, cfg.batch, err))
+            st_die("%s", err);
+    }
 
     if (resumed) {
         if (model.sizes[0] != ds.d || model.sizes[model.n_layers] != ds.k)
@@ -449,28 +648,44 @@ int train_run(const st_config *cfg_in)
     if (!be && !(be = backend_cpu_create(&model, &ds, &cfg, err)))
         st_die("%s", err);
 
-    if (!resumed)
-        open_run(&cfg, &model, &rs, dir, sizeof dir, ds.name);
+    /* From here on a stop signal is saved: the run folder is about to be
+     * claimed (new run) or its files rewritten (resumed run). */
+    g_started = 1;
+    if (!resumed) {
+        open_new(&cfg, &rs, dir, sizeof dir, ds.name, &lock_fd);
+        st_run_id_new(rs.run_id);
+    }
     char path[4200];
     snprintf(path, sizeof path, "%s/metrics.csv", dir);
     FILE *csv;
     if (resumed) {
-        if (metrics_truncate(path, rs.epochs_done, err))
+        if (metrics_truncate(path, rs.epochs_done, rs.run_id, err))
             st_die("%s", err);
         csv = fopen(path, "a");
     } else {
         csv = fopen(path, "w");
         if (csv)
-            fprintf(csv, "epoch,train_loss,train_acc,test_loss,test_acc,t_train_s,t_evolve_s,"
-                         "t_eval_s,t_epoch_s,connections\n");
+            fputs(METRICS_HEADER, csv);
     }
     if (!csv || fflush(csv) != 0)
         st_die("%s: cannot write: %s", path, strerror(errno));
 
     const double wall_before = rs.wall_s;
-    if (write_run_json(dir, &cfg, &model, &ds, be, &rs, "running", mean_epoch(&rs), err))
+    g_run.dir = dir;
+    g_run.cfg = &cfg;
+    g_run.model = &model;
+    g_run.ds = &ds;
+    g_run.be = be;
+    g_run.rs = &rs;
+    g_run.mem = &mem;
+    g_run.t_start = t_start;
+    g_run.wall_before = wall_before;
+    g_run.have_checkpoint = resumed;
+    run_json_extra xr = {"running", NULL, &mem};
+    if (write_run_json(dir, &cfg, &model, &ds, be, &rs, &xr, mean_epoch(&rs), err))
         st_die("%s", err);
-    print_settings(&cfg, &model, &ds, n_train, dir, be);
+    st_set_die_hook(mark_failed);
+    print_settings(&cfg, &model, &ds, n_train, dir, be, &mem);
     if (resumed)
         printf("resuming %s after epoch %d%s\n", dir, rs.epochs_done,
                rs.next_sample ? " (inside the next epoch)" : "");
@@ -489,6 +704,11 @@ int train_run(const st_config *cfg_in)
         double t1 = st_now();
         double t_train = (t1 - t0) + rs.part_t_train;
         if (done < n_train) { /* stopped by a signal inside the epoch */
+            if (!isfinite(loss))
+                st_die("training diverged in epoch %d: the training loss is %s (lower --lr); "
+                       "%s", epoch, isnan(loss) ? "NaN" : "infinite",
+                       g_run.have_checkpoint ? "checkpoint.h5 keeps the last finite state"
+                                             : "no checkpoint had been written");
             rs.next_sample = done;
             rs.part_loss = loss;
             rs.part_correct = correct;
@@ -502,8 +722,14 @@ int train_run(const st_config *cfg_in)
         if (ds.n_test > 0 && be->ops->evaluate(be, 1, &tloss, &tcorrect, err))
             st_die("%s", err);
         double t2 = st_now();
+        double tr_loss = loss / (double)n_train, tr_acc = (double)correct / (double)n_train;
+        double te_loss = ds.n_test ? tloss / (double)ds.n_test : NAN;
+        double te_acc = ds.n_test ? (double)tcorrect / (double)ds.n_test : NAN;
+        /* A diverged run stops here, before evolution and before any
+         * checkpoint could hold its non-finite weights. */
+        int diverged = !isfinite(tr_loss) || (ds.n_test > 0 && !isfinite(te_loss));
         int64_t moved = 0;
-        if (epoch < cfg.epochs) {
+        if (epoch < cfg.epochs && !diverged) {
             if (be->ops->evolve(be, epoch, evs, err))
                 st_die("%s", err);
             for (int l = 0; l < model.n_layers; l++) {
@@ -522,14 +748,28 @@ int train_run(const st_config *cfg_in)
         if (conn != conn0)
             st_die("connection count changed from %lld to %lld after epoch %d",
                    (long long)conn0, (long long)conn, epoch);
-        double tr_loss = loss / (double)n_train, tr_acc = (double)correct / (double)n_train;
-        double te_loss = ds.n_test ? tloss / (double)ds.n_test : NAN;
-        double te_acc = ds.n_test ? (double)tcorrect / (double)ds.n_test : NAN;
         double t_epoch = t_train + (t3 - t1);
-        fprintf(csv, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%lld\n", epoch, tr_loss, tr_acc,
-                te_loss, te_acc, t_train, t3 - t2, t2 - t1, t_epoch, (long long)conn);
+        fprintf(csv, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%lld,%s\n", epoch, tr_loss,
+                tr_acc, te_loss, te_acc, t_train, t3 - t2, t2 - t1, t_epoch, (long long)conn,
+                rs.run_id);
         if (fflush(csv) != 0 || ferror(csv))
             st_die("%s: write failed: %s", path, strerror(errno));
+        if (diverged) {
+            char msg[ST_ERRLEN];
+            snprintf(msg, sizeof msg,
+                     "training diverged in epoch %d: the %s loss is %s (lower --lr); %s", epoch,
+                     !isfinite(tr_loss) ? "training" : "test",
+                     isnan(!isfinite(tr_loss) ? tr_loss : te_loss) ? "NaN" : "infinite",
+                     g_run.have_checkpoint ? "checkpoint.h5 keeps the last finite state"
+                                           : "no checkpoint had been written");
+            fclose(csv);
+            rs.wall_s = wall_before + (st_now() - t_start);
+            st_set_die_hook(NULL);
+            run_json_extra xd = {"diverged", msg, &mem};
+            if (write_run_json(dir, &cfg, &model, &ds, be, &rs, &xd, mean_epoch(&rs), err))
+                fprintf(stderr, "settrain: error: %s\n", err);
+            st_die("%s", msg);
+        }
         if (!isnan(te_acc) && (isnan(rs.best_acc) || te_acc > rs.best_acc)) {
             rs.best_acc = te_acc;
             rs.best_epoch = epoch;
@@ -558,12 +798,15 @@ int train_run(const st_config *cfg_in)
             save_checkpoint(be, dir, &cfg, &model, &rs);
         }
     }
-    fclose(csv);
+    if (fclose(csv) != 0)
+        st_die("%s: write failed: %s", path, strerror(errno));
     /* The final model (or the interrupted state) is always checkpointed. */
     rs.wall_s = wall_before + (st_now() - t_start);
     save_checkpoint(be, dir, &cfg, &model, &rs);
-    if (write_run_json(dir, &cfg, &model, &ds, be, &rs, status, mean_epoch(&rs), err))
+    run_json_extra xf = {status, NULL, &mem};
+    if (write_run_json(dir, &cfg, &model, &ds, be, &rs, &xf, mean_epoch(&rs), err))
         st_die("%s", err);
+    st_set_die_hook(NULL);
     int code = ST_EXIT_OK;
     if (!strcmp(status, "interrupted")) {
         printf("stopped by signal %d after epoch %d%s; checkpoint written. Continue with:\n"
@@ -584,5 +827,8 @@ int train_run(const st_config *cfg_in)
     be->ops->destroy(be);
     model_free(&model);
     dataset_free(&ds);
+    memset(&g_run, 0, sizeof g_run);
+    if (lock_fd >= 0)
+        close(lock_fd);
     return code;
 }

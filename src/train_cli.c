@@ -10,7 +10,7 @@
 enum {
     OPT_DATA = 256, OPT_HIDDEN, OPT_MOTIF, OPT_EPSILON, OPT_ZETA, OPT_EPOCHS, OPT_BATCH,
     OPT_LR, OPT_MOMENTUM, OPT_WD, OPT_DROPOUT, OPT_ACT, OPT_SEED, OPT_LIMIT, OPT_BACKEND,
-    OPT_THREADS, OPT_OUT, OPT_NOSTD, OPT_QUIET, OPT_CKPT, OPT_RESUME, OPT_HELP
+    OPT_THREADS, OPT_OUT, OPT_NOSTD, OPT_QUIET, OPT_CKPT, OPT_RESUME, OPT_ALLOW_DATA, OPT_HELP
 };
 
 typedef struct {
@@ -23,7 +23,8 @@ typedef struct {
 } opt_doc;
 
 static const opt_doc opts[] = {
-    {"data", 1, OPT_DATA, "FILE.h5", NULL, "data file (settrain prepare); required"},
+    {"data", 1, OPT_DATA, "FILE.h5", NULL, "data file (settrain prepare); required (with --resume: "
+                                           "where the run's data file is now)"},
     {"hidden", 1, OPT_HIDDEN, "N,N,..", "3000,3000,3000", "hidden layer sizes"},
     {"motif", 1, OPT_MOTIF, "M", "1", "motif size m; must divide the input and hidden sizes (1 = plain SET)"},
     {"epsilon", 1, OPT_EPSILON, "E", "20", "Erdos-Renyi connections per neuron (not a density)"},
@@ -44,7 +45,10 @@ static const opt_doc opts[] = {
     {"quiet", 0, OPT_QUIET, NULL, NULL, "print only the settings and the final summary"},
     {"checkpoint-every", 1, OPT_CKPT, "N", "0: at the end and on a signal only", "also write checkpoint.h5 after every N epochs"},
     {"resume", 1, OPT_RESUME, "DIR", NULL, "continue the run in DIR from its checkpoint.h5 (its settings; "
-                                           "only --threads, --backend, --quiet, --checkpoint-every may be given)"},
+                                           "only --threads, --backend, --quiet, --checkpoint-every, --data, "
+                                           "--allow-data-change may be given)"},
+    {"allow-data-change", 0, OPT_ALLOW_DATA, NULL, NULL, "with --resume: continue although the data "
+                                                        "file's contents differ from the run's start"},
     {"help", 0, OPT_HELP, NULL, NULL, "show this help"},
 };
 #define N_OPTS ((int)(sizeof opts / sizeof opts[0]))
@@ -54,7 +58,7 @@ static void train_usage(FILE *f)
     fprintf(f, "usage: settrain train --data FILE.h5 [OPTIONS]\n\n"
                "Trains a motif-sparse MLP (input - hidden... - classes) with SET on the data\n"
                "file and writes metrics.csv (one row per epoch), run.json and checkpoint.h5 to\n"
-               "the run folder. SIGTERM, SIGINT or SIGUSR1 finish the current batch, write the\n"
+               "the run folder. SIGTERM, SIGINT, SIGUSR1 or SIGHUP finish the current batch, write the\n"
                "checkpoint and exit with status 3; `settrain train --resume DIR` continues.\n\n"
                "options:\n");
     for (int i = 0; i < N_OPTS; i++) {
@@ -115,7 +119,8 @@ static int parse_train_args(int argc, char **argv, st_config *c)
             if (opts[i].id == ch)
                 name = opts[i].name;
         if (ch != OPT_THREADS && ch != OPT_BACKEND && ch != OPT_QUIET && ch != OPT_CKPT &&
-            ch != OPT_RESUME && ch != OPT_HELP && ch != 'h' && ch != ':' && ch != '?' && name)
+            ch != OPT_RESUME && ch != OPT_DATA && ch != OPT_ALLOW_DATA && ch != OPT_HELP &&
+            ch != 'h' && ch != ':' && ch != '?' && name)
             defining = name;
         switch (ch) {
         case OPT_DATA:
@@ -202,6 +207,7 @@ static int parse_train_args(int argc, char **argv, st_config *c)
             strcpy(c->resume, optarg);
             break;
         case OPT_QUIET: c->quiet = 1; break;
+        case OPT_ALLOW_DATA: c->allow_data_change = 1; break;
         case 'h':
         case OPT_HELP: train_usage(stdout); return 1;
         case ':':
@@ -222,6 +228,10 @@ static int parse_train_args(int argc, char **argv, st_config *c)
     if (c->resume[0] && defining) {
         fprintf(stderr, "settrain: error: --%s cannot be combined with --resume: a resumed run keeps "
                         "the settings in its checkpoint\n", defining);
+        return -1;
+    }
+    if (c->allow_data_change && !c->resume[0]) {
+        fprintf(stderr, "settrain: error: --allow-data-change is only meaningful with --resume\n");
         return -1;
     }
     if (!c->data[0] && !c->resume[0]) {

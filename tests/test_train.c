@@ -74,7 +74,7 @@ static double csv_last(const char *path, int col)
     return p ? atof(p) : NAN;
 }
 
-/* metrics.csv without the timing columns (5..8), one string. */
+/* metrics.csv without the timing columns (5..8) and the run id, one string. */
 static void csv_without_times(const char *path, char *out, size_t n)
 {
     FILE *f = fopen(path, "r");
@@ -88,7 +88,8 @@ static void csv_without_times(const char *path, char *out, size_t n)
         for (char *p = line; *p && used + 2 < n; p++) {
             if (*p == ',')
                 col++;
-            if (col < 5 || col > 8 || (*p == ',' && col == 9))
+            /* columns 6-9 are times, 11 the run id (unique per run) */
+            if ((col < 5 || col > 8 || (*p == ',' && col == 9)) && col < 10)
                 out[used++] = *p;
         }
     }
