@@ -33,16 +33,17 @@
 #                 fewer than 5 rows: really stopped mid-run), then --resume;
 #                 every row within 1e-4 of the uninterrupted run (loss,
 #                 accuracy) and the same connection counts
-#   bench     90  bin/bench_gpu --short --motifs 1,2,4,8 on fmnist.h5:
-#                 kernel harness (widths 3000, 20000, batch 128, m = 1, 4,
-#                 each variant checked against the CPU) and seconds per epoch
-#                 (train, evolve, eval) of 784-3000-3000-3000-10 for m = 1,
-#                 2, 4, 8 and the dense network
+#   bench     90  bin/bench_gpu --short: seconds per epoch (train, evolve,
+#                 eval; epoch 2 of 2) of 784-3000-3000-3000-10 on fmnist.h5
+#                 for m = 1, 2, 4, 8 and the dense network, then the kernel
+#                 harness (widths 3000, 20000, batch 128, m = 1, 4, each
+#                 variant checked against the CPU)
 # It writes two files to OUTDIR: gpu_check.tar.gz (every log, metrics.csv,
-# run.json, bench.csv, BUILD_INFO) and summary.txt (the table), and prints
-# the table last: each step ok / FAIL (exit N) / TIMEOUT with its seconds
-# and key numbers (also for a step that timed out). Exit status 0 when
-# every step is ok. T_<STEP> (e.g. T_MEMCHECK=200) and T_TOTAL change limits.
+# run.json, bench_train.csv, bench_kernels.csv, BUILD_INFO) and summary.txt
+# (the table), and prints the table last: each step ok / FAIL (exit N) /
+# TIMEOUT with its seconds and key numbers (also for a step that timed
+# out). Exit status 0 when every step is ok. T_<STEP> (e.g. T_MEMCHECK=200)
+# and T_TOTAL change the limits.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 SELF=$HERE/$(basename "$0")
@@ -177,7 +178,12 @@ step_resume() {
 
 step_bench() {
     [ -f "$W/fmnist.h5" ] || { echo "FAIL: no fmnist.h5 (the facts step prepares it)"; return 1; }
-    "$BIN/bench_gpu" --short --motifs 1,2,4,8 --data "$W/fmnist.h5" --out "$W/logs/bench.csv"
+    # the epoch times first: they matter most if the step runs out of time
+    rc=0
+    "$BIN/bench_gpu" --train --short --motifs 1,2,4,8 --data "$W/fmnist.h5" \
+        --out "$W/logs/bench_train.csv" || rc=1
+    "$BIN/bench_gpu" --kernels --short --out "$W/logs/bench_kernels.csv" || rc=1
+    return $rc
 }
 
 # ---- key numbers of a step, from its log (also a partial one) -------------
