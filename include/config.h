@@ -29,6 +29,8 @@ typedef struct {
     double weight_decay;      /* --weight-decay 2e-4                          */
     double dropout;           /* --dropout 0.3                                */
     st_activation activation; /* --activation relu                            */
+    st_init init;             /* --init he                                    */
+    int pad_input;            /* --pad-input: zero features up to a multiple of the motif */
     uint64_t seed;            /* --seed 1                                     */
     int64_t train_limit;      /* --train-limit N (0: all)                     */
     st_backend_kind backend;  /* --backend auto                               */

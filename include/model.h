@@ -33,6 +33,10 @@ typedef enum {
 
 extern const char *const st_activation_names[ST_ACT_COUNT];
 
+/* The initial weight scale (see layer_init_limit_fanin below). */
+typedef enum { ST_INIT_HE = 0, ST_INIT_HE_SPARSE = 1, ST_INIT_COUNT } st_init;
+extern const char *const st_init_names[ST_INIT_COUNT];
+
 #define ST_ALLRELU_ALPHA 0.6f
 
 typedef struct {
@@ -50,6 +54,7 @@ typedef struct {
     float *w;             /* nnz (sparse) or O*I (dense), host               */
     float *v;             /* momentum, same length as w                      */
     float *bias, *vbias;  /* O, host                                         */
+    int init;             /* st_init: the scale of initial and regrown weights */
 } st_layer;
 
 typedef struct {
@@ -74,6 +79,9 @@ int model_check_shape(const int32_t *sizes, int n_layers, int motif, char *err);
 /* On failure the model may be partly built: call model_free() on it either way. */
 int model_init(st_model *mdl, const int32_t *sizes, int n_layers, int motif, double epsilon,
                uint64_t seed, char *err);
+/* The same with a choice of initial scale (model_init uses ST_INIT_HE). */
+int model_init_ex(st_model *mdl, const int32_t *sizes, int n_layers, int motif, double epsilon,
+                  uint64_t seed, st_init init, char *err);
 void model_free(st_model *mdl);
 /* Free one layer's host arrays (a layer built by hand or by model_init). */
 void layer_free(st_layer *L);
@@ -87,10 +95,26 @@ int64_t model_connections(const st_model *mdl);
 /* Rebuild t_ptr / t_blk / t_row from row_ptr / col_idx. */
 void layer_build_transpose(st_layer *L);
 
-/* He-uniform limit sqrt(6 / I). */
+/* He-uniform limit sqrt(6 / I) with the dense fan-in I (SET's reference). */
 static inline float layer_init_limit(const st_layer *L)
 {
     return (float)sqrt(6.0 / (double)L->n_in);
+}
+
+/* How weights are drawn, at initialisation and at regrowth: uniform in
+ * [-lim, lim] with lim = sqrt(6 / fan-in), the fan-in being
+ *   ST_INIT_HE         the layer's dense fan-in I (DESIGN.md, SET's code);
+ *   ST_INIT_HE_SPARSE  the output neuron's actual fan-in: the present
+ *                      inputs of its block row, (blocks in the row) x bi,
+ *                      counted when the weight is drawn (after pruning and
+ *                      regrowth for a regrown weight). */
+
+/* The limit for a weight of an output neuron with `fanin` present inputs. */
+static inline float layer_init_limit_fanin(const st_layer *L, int64_t fanin)
+{
+    if (L->init == ST_INIT_HE_SPARSE && fanin > 0)
+        return (float)sqrt(6.0 / (double)fanin);
+    return layer_init_limit(L);
 }
 
 /* --- SET evolution (CPU reference; the GPU backend must match it) ------- */

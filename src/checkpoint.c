@@ -64,7 +64,9 @@ static int write_config(hid_t g, const char *path, const st_config *c, char *err
            h5u_write_attr(g, path, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, 0, &seed, err) ||
            write_i64_attr(g, path, "train_limit", c->train_limit, err) ||
            h5u_write_int_attr(g, path, "standardize", c->standardize, err) ||
-           h5u_write_int_attr(g, path, "checkpoint_every", c->checkpoint_every, err);
+           h5u_write_int_attr(g, path, "checkpoint_every", c->checkpoint_every, err) ||
+           h5u_write_str_attr(g, path, "init", st_init_names[c->init], err) ||
+           h5u_write_int_attr(g, path, "pad_input", c->pad_input, err);
 }
 
 static int write_state(hid_t g, const char *path, const st_run_state *rs, char *err)
@@ -326,6 +328,27 @@ static int read_config(hid_t g, const char *path, st_config *c, char *err)
     c->standardize = (int)iv;
     if (read_int_in(g, path, "checkpoint_every", 0, 1000000, &iv, err)) return -1;
     c->checkpoint_every = (int)iv;
+    /* init and pad_input came after format_version 2's first files: absent = he, no pad */
+    char init[32] = "";
+    int r = h5u_read_str_attr(g, path, "init", init, sizeof init, err);
+    if (r < 0)
+        return -1;
+    if (r == 0) {
+        int f = -1;
+        for (int k = 0; k < ST_INIT_COUNT; k++)
+            if (!strcmp(init, st_init_names[k]))
+                f = k;
+        if (f < 0)
+            return st_fail(err, "%s: unknown config/init '%s'", path, init);
+        c->init = (st_init)f;
+    }
+    htri_t ex = H5Aexists(g, "pad_input");
+    if (ex < 0)
+        return st_fail(err, "%s: cannot read config/pad_input", path);
+    if (ex) {
+        if (read_int_in(g, path, "pad_input", 0, 1, &iv, err)) return -1;
+        c->pad_input = (int)iv;
+    }
     return 0;
 }
 
@@ -540,10 +563,12 @@ int checkpoint_load(const char *path, st_config *cfg, st_model *m, st_run_state 
         st_fail(err, "%s: standardisation statistics hold a NaN or infinity", path);
         goto fail;
     }
-    for (int l = 0; l < m->n_layers; l++)
+    for (int l = 0; l < m->n_layers; l++) {
         if (read_layer(file, path, l + 1, &m->layers[l], m->motif, l == m->n_layers - 1,
                        m->sizes, err))
             goto fail;
+        m->layers[l].init = cfg->init;
+    }
     rc = 0;
 fail:
     if (g >= 0)

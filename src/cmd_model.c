@@ -189,6 +189,9 @@ static void split_probs_load(const model_args *a, split_probs *s)
         st_die("%s", err);
     if (dataset_load_h5(a->data, &s->ds, err))
         st_die("%s", err);
+    if (cfg.pad_input && s->ds.d < s->m.sizes[0] &&
+        data_padded_width(s->ds.d, s->m.motif) == s->m.sizes[0])
+        data_pad_features(&s->ds, s->m.sizes[0]);
     const st_dataset *ds = &s->ds;
     if (ds->d != s->m.sizes[0] || ds->k != s->m.sizes[s->m.n_layers])
         st_die("%s has %lld features and %d classes but the model %s expects %d and %d",
@@ -349,8 +352,10 @@ static int cmd_features(const model_args *a)
                     r[i].conn++;
                 }
     }
-    qsort(r, (size_t)d, sizeof *r, feat_cmp);
-    int64_t top = a->top && a->top < d ? a->top : d;
+    /* Zero features that --pad-input added are not the data's: not ranked. */
+    const int32_t dr = rs.has_fingerprint && rs.data_fp.d < d ? (int32_t)rs.data_fp.d : d;
+    qsort(r, (size_t)dr, sizeof *r, feat_cmp);
+    int64_t top = a->top && a->top < dr ? a->top : dr;
     out_stream os;
     open_out(&os, a->out);
     FILE *f = os.f;

@@ -166,10 +166,19 @@ int layer_evolve(st_layer *L, int layer, uint64_t seed, int epoch, double zeta,
     int32_t *ncol = st_malloc(sizeof(int32_t) * (size_t)nb + 1, "evolve col_idx");
     float *nw = st_malloc(sizeof(float) * (size_t)nb * bs + 1, "evolve weights");
     float *nv = st_malloc(sizeof(float) * (size_t)nb * bs + 1, "evolve momentum");
-    const float lim = layer_init_limit(L);
+    float lim = layer_init_limit(L);
     int64_t out = 0, a = 0;
     for (int32_t R = 0; R < L->nbr; R++) {
         int32_t k = L->row_ptr[R], kend = L->row_ptr[R + 1];
+        if (L->init == ST_INIT_HE_SPARSE) {
+            /* the row's fan-in after this evolution: survivors and new blocks */
+            int64_t blocks = 0;
+            for (int32_t q = k; q < kend; q++)
+                blocks += !removed[q];
+            for (int64_t b = a; b < got && acc[b].pos / (uint64_t)L->nbc == (uint64_t)R; b++)
+                blocks++;
+            lim = layer_init_limit_fanin(L, blocks * L->bi);
+        }
         L->row_ptr[R] = (int32_t)out;
         for (;;) {
             while (k < kend && removed[k])

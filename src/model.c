@@ -15,6 +15,7 @@
 #include "philox.h"
 
 const char *const st_activation_names[ST_ACT_COUNT] = {"relu", "allrelu", "sigmoid", "tanh"};
+const char *const st_init_names[ST_INIT_COUNT] = {"he", "he-sparse"};
 
 double layer_er_probability(int64_t n_in, int64_t n_out, double epsilon)
 {
@@ -89,21 +90,42 @@ static int64_t er_row(uint64_t seed, int layer, int32_t r, int32_t nbc, double l
     return n;
 }
 
+/* Weight e is (2 u_e - 1) lim with u_e from Philox (seed, INIT_W, layer,
+ * e / 4) whatever the scale; lim is the layer's (ST_INIT_HE) or the block
+ * row's (ST_INIT_HE_SPARSE; a dense layer's rows all have fan-in I). */
 static void layer_init_weights(st_layer *L, uint64_t seed, int layer)
 {
     int64_t nnz = layer_nnz(L);
-    float lim = layer_init_limit(L);
+    const int64_t row_len = L->dense ? L->n_in : 0; /* dense: one row of W^T per output */
+    const int bs = L->bi * L->bo;
+    int32_t r = 0;
     for (int64_t e = 0; e < nnz; e += 4) {
         uint64_t q = (uint64_t)e / 4;
         st_u32x4 u = st_rand(seed, ST_STREAM_INIT_W, (uint32_t)layer, (uint32_t)q,
                              (uint32_t)(q >> 32), 0);
-        for (int t = 0; t < 4 && e + t < nnz; t++)
-            L->w[e + t] = (2.0f * st_u01f(u.v[t]) - 1.0f) * lim;
+        for (int t = 0; t < 4 && e + t < nnz; t++) {
+            int64_t fanin;
+            if (L->dense) {
+                fanin = row_len;
+            } else {
+                int64_t k = (e + t) / bs; /* block number; find its block row */
+                while (L->row_ptr[r + 1] <= k)
+                    r++;
+                fanin = (int64_t)(L->row_ptr[r + 1] - L->row_ptr[r]) * L->bi;
+            }
+            L->w[e + t] = (2.0f * st_u01f(u.v[t]) - 1.0f) * layer_init_limit_fanin(L, fanin);
+        }
     }
 }
 
 int model_init(st_model *mdl, const int32_t *sizes, int n_layers, int motif, double epsilon,
                uint64_t seed, char *err)
+{
+    return model_init_ex(mdl, sizes, n_layers, motif, epsilon, seed, ST_INIT_HE, err);
+}
+
+int model_init_ex(st_model *mdl, const int32_t *sizes, int n_layers, int motif, double epsilon,
+                  uint64_t seed, st_init init, char *err)
 {
     memset(mdl, 0, sizeof *mdl);
     if (model_check_shape(sizes, n_layers, motif, err))
@@ -125,6 +147,7 @@ int model_init(st_model *mdl, const int32_t *sizes, int n_layers, int motif, dou
         L->nbr = L->n_out / L->bo;
         L->nbc = L->n_in / L->bi;
         L->p = layer_er_probability(L->n_in, L->n_out, epsilon);
+        L->init = init;
         L->dense = L->p >= 1.0;
         if (L->dense) {
             int64_t nnz = (int64_t)L->n_in * L->n_out;

@@ -53,6 +53,27 @@ void data_feature_stats(const float *x, int64_t n, int64_t d, float *mean, float
     free(s2);
 }
 
+static float *pad_rows(const float *x, int64_t n, int64_t d, int64_t d_new)
+{
+    float *y = st_calloc((size_t)(n ? n : 1) * (size_t)d_new, sizeof(float), "padded features");
+    for (int64_t i = 0; i < n; i++)
+        memcpy(y + i * d_new, x + i * d, sizeof(float) * (size_t)d);
+    return y;
+}
+
+void data_pad_features(st_dataset *ds, int64_t d_new)
+{
+    if (d_new <= ds->d)
+        return;
+    float *tr = pad_rows(ds->x_train, ds->n_train, ds->d, d_new);
+    float *te = pad_rows(ds->x_test, ds->n_test, ds->d, d_new);
+    free(ds->x_train);
+    free(ds->x_test);
+    ds->x_train = tr;
+    ds->x_test = te;
+    ds->d = d_new;
+}
+
 void data_standardize(float *x, int64_t n, int64_t d, const float *mean, const float *std)
 {
 #pragma omp parallel for schedule(static)
@@ -100,6 +121,9 @@ static void json_num(FILE *f, double x)
         fprintf(f, "null");
 }
 
+/* Features in the data file (the model's input may be padded beyond them). */
+static int64_t g_d_data;
+
 /* What run.json says besides the model and the run state. */
 typedef struct {
     const char *status;   /* running, finished, interrupted, diverged, failed */
@@ -138,12 +162,13 @@ static int write_run_json(const char *dir, const st_config *c, const st_model *m
     fprintf(f, "],\n    \"motif\": %d,\n    \"epsilon\": %.17g,\n    \"zeta\": %.17g,\n"
                "    \"epochs\": %d,\n    \"batch\": %d,\n    \"lr\": %.17g,\n"
                "    \"momentum\": %.17g,\n    \"weight_decay\": %.17g,\n    \"dropout\": %.17g,\n"
-               "    \"activation\": \"%s\",\n    \"seed\": %llu,\n    \"train_limit\": %lld,\n"
+               "    \"activation\": \"%s\",\n    \"init\": \"%s\",\n    \"pad_input\": %s,\n"
+               "    \"seed\": %llu,\n    \"train_limit\": %lld,\n"
                "    \"standardize\": %s,\n    \"checkpoint_every\": %d,\n"
                "    \"threads\": %d\n  },\n",
             c->motif, c->epsilon, c->zeta, c->epochs, c->batch, c->lr, c->momentum,
             c->weight_decay, c->dropout, st_activation_names[c->activation],
-            (unsigned long long)c->seed, (long long)c->train_limit,
+            st_init_names[c->init], c->pad_input ? "true" : "false", (unsigned long long)c->seed, (long long)c->train_limit,
             c->standardize ? "true" : "false", c->checkpoint_every, omp_get_max_threads());
     fprintf(f, "  \"backend\": \"%s\",\n  \"device\": {", be ? be->ops->name : "none");
     char desc[2048] = "";
@@ -151,8 +176,8 @@ static int write_run_json(const char *dir, const st_config *c, const st_model *m
         be->ops->describe(be, desc, sizeof desc);
     fprintf(f, "%s},\n", desc);
     fprintf(f, "  \"data\": {\"n_train\": %lld, \"n_test\": %lld, \"n_features\": %lld, "
-               "\"n_classes\": %d, \"fingerprint\": \"%016llx\"},\n",
-            (long long)ds->n_train, (long long)ds->n_test, (long long)ds->d, ds->k,
+               "\"n_inputs\": %lld, \"n_classes\": %d, \"fingerprint\": \"%016llx\"},\n",
+            (long long)ds->n_train, (long long)ds->n_test, (long long)g_d_data, (long long)ds->d, ds->k,
             (unsigned long long)rs->data_fp.hash);
     if (x->mem) {
         fprintf(f, "  \"memory_estimate_bytes\": {");
@@ -228,6 +253,11 @@ static void print_settings(const st_config *c, const st_model *m, const st_datas
     ROW("epochs / batch", "%d / %d", c->epochs, c->batch);
     ROW("lr / momentum / wd", "%g / %g / %g", c->lr, c->momentum, c->weight_decay);
     ROW("dropout / activation", "%g / %s", c->dropout, st_activation_names[c->activation]);
+    ROW("init", "%s", c->init == ST_INIT_HE ? "he (sqrt(6 / n_in), the dense fan-in)"
+                                            : "he-sparse (sqrt(6 / k), k a neuron's present inputs)");
+    if (c->pad_input)
+        ROW("input padding", "%lld data features + %lld zero features (--pad-input)",
+            (long long)g_d_data, (long long)(m->sizes[0] - g_d_data));
     ROW("standardize", "%s", c->standardize ? "yes (training-set mean and std)" : "no");
     ROW("seed", "%llu", (unsigned long long)c->seed);
     ROW("backend", "%s: %s", be->ops->name, desc);
@@ -563,6 +593,9 @@ int train_run(const st_config *cfg_in)
     }
     if (!resumed)
         absolute_data_path(&cfg);
+    g_d_data = ds.d; /* features in the file; the model may pad them */
+    if (cfg.pad_input)
+        data_pad_features(&ds, data_padded_width(ds.d, cfg.motif));
     int64_t n_train = ds.n_train;
     if (cfg.train_limit) {
         if (cfg.train_limit > ds.n_train)
@@ -605,8 +638,13 @@ int train_run(const st_config *cfg_in)
         for (int i = 0; i < cfg.n_hidden; i++)
             sizes[i + 1] = cfg.hidden[i];
         sizes[cfg.n_hidden + 1] = ds.k;
-        if (model_init(&model, sizes, cfg.n_hidden + 1, cfg.motif, cfg.epsilon, cfg.seed, err))
+        if (model_init_ex(&model, sizes, cfg.n_hidden + 1, cfg.motif, cfg.epsilon, cfg.seed,
+                          cfg.init, err)) {
+            if (!cfg.pad_input && ds.d % cfg.motif != 0)
+                st_die("%s; or add --pad-input to pad the input with zero features up to %lld",
+                       err, (long long)data_padded_width(ds.d, cfg.motif));
             st_die("%s", err);
+        }
         model.feat_mean = st_malloc(sizeof(float) * (size_t)ds.d, "feature means");
         model.feat_std = st_malloc(sizeof(float) * (size_t)ds.d, "feature deviations");
         if (cfg.standardize) {
@@ -625,6 +663,13 @@ int train_run(const st_config *cfg_in)
 
     /* Backend. */
     st_backend *be = NULL;
+    if (cfg.init != ST_INIT_HE && cfg.backend == ST_BACKEND_GPU)
+        st_die("--init %s: the GPU backend regrows weights at the dense fan-in scale only; "
+               "use --backend cpu", st_init_names[cfg.init]);
+    if (cfg.init != ST_INIT_HE && cfg.backend == ST_BACKEND_AUTO) {
+        printf("settrain: --init %s runs on the CPU backend\n", st_init_names[cfg.init]);
+        cfg.backend = ST_BACKEND_CPU;
+    }
     if (cfg.backend == ST_BACKEND_GPU) {
 #ifdef ST_HAVE_CUDA
         be = backend_gpu_create(&model, &ds, &cfg, err);

@@ -10,7 +10,7 @@
 enum {
     OPT_DATA = 256, OPT_HIDDEN, OPT_MOTIF, OPT_EPSILON, OPT_ZETA, OPT_EPOCHS, OPT_BATCH,
     OPT_LR, OPT_MOMENTUM, OPT_WD, OPT_DROPOUT, OPT_ACT, OPT_SEED, OPT_LIMIT, OPT_BACKEND,
-    OPT_THREADS, OPT_OUT, OPT_NOSTD, OPT_QUIET, OPT_CKPT, OPT_RESUME, OPT_ALLOW_DATA, OPT_HELP
+    OPT_THREADS, OPT_OUT, OPT_NOSTD, OPT_QUIET, OPT_CKPT, OPT_RESUME, OPT_ALLOW_DATA, OPT_INIT, OPT_PAD, OPT_HELP
 };
 
 typedef struct {
@@ -36,6 +36,10 @@ static const opt_doc opts[] = {
     {"weight-decay", 1, OPT_WD, "L", "2e-4", "L2 weight decay (weights only)"},
     {"dropout", 1, OPT_DROPOUT, "D", "0.3", "inverted dropout rate on hidden activations"},
     {"activation", 1, OPT_ACT, "F", "relu", "relu, allrelu, sigmoid or tanh"},
+    {"init", 1, OPT_INIT, "S", "he", "initial and regrown weight scale: he (sqrt(6/I), the dense fan-in; "
+                                     "SET's) or he-sparse (sqrt(6/k), k the neuron's present inputs)"},
+    {"pad-input", 0, OPT_PAD, NULL, NULL, "pad the input with zero features up to a multiple of --motif "
+                                          "(inside the model; the data file is unchanged)"},
     {"seed", 1, OPT_SEED, "S", "1", "seed of every random draw (topology, init, shuffle, dropout, regrowth)"},
     {"train-limit", 1, OPT_LIMIT, "N", "all", "train on the first N training samples"},
     {"backend", 1, OPT_BACKEND, "B", "auto", "cpu, gpu, or auto (gpu when a CUDA device is present)"},
@@ -173,6 +177,16 @@ static int parse_train_args(int argc, char **argv, st_config *c)
             c->activation = (st_activation)found;
             break;
         }
+        case OPT_INIT: {
+            int found = -1;
+            for (int a = 0; a < ST_INIT_COUNT; a++)
+                if (!strcmp(optarg, st_init_names[a]))
+                    found = a;
+            if (found < 0) return bad_value(name, optarg, "expected he or he-sparse");
+            c->init = (st_init)found;
+            break;
+        }
+        case OPT_PAD: c->pad_input = 1; break;
         case OPT_SEED:
             if (st_parse_u64(optarg, &c->seed)) return bad_value(name, optarg, "expected a non-negative integer");
             break;
