@@ -60,9 +60,10 @@ int idx_read_images(const char *path, uint8_t **pix, int64_t *n, int64_t *rows,
                     int64_t *cols, char *err);
 int idx_read_labels(const char *path, uint8_t **lab, int64_t *n, char *err);
 
-/* scikit-feature MAT file: variables X (samples x features, any numeric
- * class) and Y (labels, any numeric class, integral values) -> *x (n, d)
- * row-major double and *y (n) int64, host, caller frees. */
+/* scikit-feature MAT file (v4 and v5 through libmatio, v7.3 through HDF5):
+ * variables X (samples x features, any numeric class) and Y (labels, any
+ * numeric class, integral values) -> *x (n, d) row-major double and *y (n)
+ * int64, host, caller frees. */
 int mat_read_xy(const char *path, double **x, int64_t *n, int64_t *d, int64_t **y,
                 char *err);
 /* Stratified seeded split of a MAT file into ds (labels mapped to 0..K-1 in
