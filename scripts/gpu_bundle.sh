@@ -60,6 +60,10 @@ cp scripts/gpu_check.sh "$tmp/run.sh" || die "copy of scripts/gpu_check.sh faile
     "$tmp/bin/settrain" --version | head -n 1
     echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -n) ($(uname -m))"
     echo "flags: CPU_ARCH=x86-64-v3 CUDA_ARCH=sm_90 (+PTX compute_90) BUNDLE=1"
+    h5h=$(printf '#include <H5public.h>\nH5_VERS_MAJOR.H5_VERS_MINOR.H5_VERS_RELEASE\n' |
+          cc -E -P -I/usr/include/hdf5/serial $(pkg-config --cflags hdf5 2>/dev/null) -x c - 2>/dev/null |
+          tail -n 1 | tr -d ' ')
+    echo "hdf5: ${h5h:-unknown} (headers the binaries were compiled with)"
     nv=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
     echo "nvcc: $("$nv" --version 2>/dev/null | tail -n 1)"
     echo "files:"

@@ -45,6 +45,11 @@
 # out). Exit status 0 when every step is ok. T_<STEP> (e.g. T_MEMCHECK=200)
 # and T_TOTAL change the limits.
 set -u
+# The binaries were built against this machine's HDF5 headers; the GPU
+# machine's libhdf5_serial.so.103 (same ABI) may be another 1.10 release,
+# and HDF5 aborts a program at its first call when the release differs
+# unless this is set (2: no warning; the facts step prints both versions).
+export HDF5_DISABLE_VERSION_CHECK=${HDF5_DISABLE_VERSION_CHECK:-2}
 HERE=$(cd "$(dirname "$0")" && pwd)
 SELF=$HERE/$(basename "$0")
 BIN=$HERE/bin
@@ -82,6 +87,10 @@ step_facts() {
     if [ -n "$san" ]; then echo "$san"; "$san" --version | tail -n 2; else echo "compute-sanitizer not found"; fi
     echo "== libraries"
     for b in "$BIN"/*; do echo "-- $b"; ldd "$b"; done
+    h5=$(ldd "$BIN/settrain" | awk '$1 ~ /^libhdf5/ { print $3; exit }')
+    echo "HDF5: built against $(awk '$1 == "hdf5:" { print $2; exit }' "$HERE/BUILD_INFO"), loaded" \
+        "${h5:-?}: $( [ -n "$h5" ] && grep -ao 'HDF5 library version: [0-9.]*' "$h5" | head -n 1 | cut -c23-)" \
+        "(HDF5_DISABLE_VERSION_CHECK=$HDF5_DISABLE_VERSION_CHECK)"
     missing=$(for b in "$BIN"/*; do ldd "$b"; done | grep 'not found' | sort -u)
     if [ -n "$missing" ]; then echo "FAIL: libraries not found:"; echo "$missing"; rc=1
     else echo "libraries: all found"; fi
@@ -204,8 +213,9 @@ keys_raw() {
         gpu=$(grep -m1 'CUDA device(s):' "$log" | sed 's/^[0-9]* CUDA device(s): 0: //')
         drv=$(awk -F', ' '/^name, driver_version/ { getline; print $2; exit }' "$log")
         lib=$(grep -m1 -E '^libraries: all found|^FAIL: libraries' "$log")
+        h5=$(grep -m1 '^HDF5: ' "$log" | sed 's/^HDF5: built against \([^,]*\), loaded [^:]*: \([0-9.]*\).*/HDF5 \1 built, \2 loaded/')
         dat=$(grep -m1 '^wrote .*fmnist.h5' "$log" | sed 's/^wrote [^:]*: //; s/; class.*//')
-        echo "${gpu:-no device line}; driver ${drv:-?}; ${lib:-libraries: ?}; fmnist: ${dat:-not prepared}" ;;
+        echo "${gpu:-no device line}; driver ${drv:-?}; ${lib:-libraries: ?}; ${h5:-HDF5 ?}; fmnist: ${dat:-not prepared}" ;;
     test_gpu | memcheck | racecheck)
         line=$(grep -E '^test_gpu: [0-9]+ passed' "$log" | tail -n 1)
         [ -n "$line" ] || line="so far $(grep -c '^\[  OK  \]' "$log") ok, $(grep -c '^\[ FAIL \]' "$log") failed (last: $(grep '^\[ RUN  \]' "$log" | tail -n 1 | cut -c10-))"
