@@ -203,6 +203,7 @@ static void dense_block4(float *out, const float *init, int64_t r0, int nr, cons
  * list reads INNER consecutive rows from rows + ri[k] * rstride; the weight
  * of group row r and inner row c is wts[blk * bs + woff + r * WR + c * WC],
  * with blk = k (WI 0: blocks in storage order) or wi[k] (WI 1). */
+#define ST_ACC 8 /* accumulators a tile: FMA latency x 2 pipes */
 #define ST_BLK_TILE(NAME, INNER, RB, WR, WC, WI, T)                                       \
     static inline void NAME(float *restrict out, int ld, int b0, const float *init,       \
                             const float *restrict wts, const int32_t *restrict wi,         \
@@ -235,31 +236,36 @@ static void dense_block4(float *out, const float *init, int64_t r0, int nr, cons
                 st8(out + (int64_t)r * ld + b0 + 8 * v, acc[r][v]);                        \
     }
 
-/* All of ld for one group: tiles of TMAX = 8 / RB vectors, then halves. */
+/* All of ld for one group: tiles of TMAX = 8 / RB vectors, and one tile of
+ * the rest (a tail of a single vector would leave one accumulator chain
+ * waiting on FMA latency). */
 #define ST_BLK_ROWS(NAME, INNER, RB, WR, WC, WI)                                           \
     ST_BLK_TILE(NAME##_t1, INNER, RB, WR, WC, WI, 1)                                       \
     ST_BLK_TILE(NAME##_t2, INNER, RB, WR, WC, WI, 2)                                       \
+    ST_BLK_TILE(NAME##_t3, INNER, RB, WR, WC, WI, 3)                                       \
     ST_BLK_TILE(NAME##_t4, INNER, RB, WR, WC, WI, 4)                                       \
+    ST_BLK_TILE(NAME##_t5, INNER, RB, WR, WC, WI, 5)                                       \
+    ST_BLK_TILE(NAME##_t6, INNER, RB, WR, WC, WI, 6)                                       \
+    ST_BLK_TILE(NAME##_t7, INNER, RB, WR, WC, WI, 7)                                       \
     ST_BLK_TILE(NAME##_t8, INNER, RB, WR, WC, WI, 8)                                       \
     static void NAME(float *restrict out, int ld, const float *init, const float *wts,     \
                      const int32_t *wi, int64_t bs, int64_t woff, const float *rows,       \
                      const int32_t *ri, int64_t rstride, int64_t k0, int64_t k1)           \
     {                                                                                      \
+        const int tmax = ST_ACC / RB < 8 ? ST_ACC / RB : 8;                                \
         for (int b0 = 0; b0 < ld;) {                                                       \
-            const int nv = (ld - b0) / 8;                                                  \
-            if (RB == 1 && nv >= 8) {                                                      \
-                NAME##_t8(out, ld, b0, init, wts, wi, bs, woff, rows, ri, rstride, k0, k1); \
-                b0 += 64;                                                                  \
-            } else if (RB <= 2 && nv >= 4) {                                               \
-                NAME##_t4(out, ld, b0, init, wts, wi, bs, woff, rows, ri, rstride, k0, k1); \
-                b0 += 32;                                                                  \
-            } else if (nv >= 2) {                                                          \
-                NAME##_t2(out, ld, b0, init, wts, wi, bs, woff, rows, ri, rstride, k0, k1); \
-                b0 += 16;                                                                  \
-            } else {                                                                       \
-                NAME##_t1(out, ld, b0, init, wts, wi, bs, woff, rows, ri, rstride, k0, k1); \
-                b0 += 8;                                                                   \
+            const int nv = (ld - b0) / 8 < tmax ? (ld - b0) / 8 : tmax;                    \
+            switch (nv) {                                                                  \
+            case 8: NAME##_t8(out, ld, b0, init, wts, wi, bs, woff, rows, ri, rstride, k0, k1); break; \
+            case 7: NAME##_t7(out, ld, b0, init, wts, wi, bs, woff, rows, ri, rstride, k0, k1); break; \
+            case 6: NAME##_t6(out, ld, b0, init, wts, wi, bs, woff, rows, ri, rstride, k0, k1); break; \
+            case 5: NAME##_t5(out, ld, b0, init, wts, wi, bs, woff, rows, ri, rstride, k0, k1); break; \
+            case 4: NAME##_t4(out, ld, b0, init, wts, wi, bs, woff, rows, ri, rstride, k0, k1); break; \
+            case 3: NAME##_t3(out, ld, b0, init, wts, wi, bs, woff, rows, ri, rstride, k0, k1); break; \
+            case 2: NAME##_t2(out, ld, b0, init, wts, wi, bs, woff, rows, ri, rstride, k0, k1); break; \
+            default: NAME##_t1(out, ld, b0, init, wts, wi, bs, woff, rows, ri, rstride, k0, k1); break; \
             }                                                                              \
+            b0 += 8 * nv;                                                                  \
         }                                                                                  \
     }
 
@@ -339,7 +345,6 @@ static blk_rows_fn blk_kernel(int bi, int bo, int backward, int *rb)
         reduce8(acc, g);                                                                   \
     }
 ST_SDDMM_TILE(sd_n8_1x1, 8, 1, 1)
-ST_SDDMM_TILE(sd_n1_1x1, 1, 1, 1)
 ST_SDDMM_TILE(sd_n2_2x2, 2, 2, 2)
 ST_SDDMM_TILE(sd_n1_2x2, 1, 2, 2)
 ST_SDDMM_TILE(sd_n1_2x4, 1, 2, 4)
@@ -420,8 +425,13 @@ static void sddmm_block_row(const st_layer *L, const float *a_in, const float *d
         if (bi == 1 && bo == 1) {
             for (; k + 8 <= k1; k += 8)
                 ST_TILE(sd_n8_1x1, 8, 1, 1, 0, 0);
-            for (; k < k1; k++)
-                ST_TILE(sd_n1_1x1, 1, 1, 1, 0, 0);
+            if (k < k1) { /* the tail: 8 lanes, the missing ones repeat the last */
+                int32_t cl[8];
+                for (int j = 0; j < 8; j++)
+                    cl[j] = col[k + j < k1 ? k + j : k1 - 1];
+                sd_n8_1x1(g, d, a_in, cl, 0, bi, 0, ld);
+                sink_tile(s, g, (int)(k1 - k), 1, 1, k, bs, bi, 0, 0);
+            }
             return;
         }
         if (bi == 2 && bo == 2) {
