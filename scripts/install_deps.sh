@@ -3,10 +3,13 @@
 # Debian 12 (as root, or with sudo): a C compiler with OpenMP, HDF5, matio,
 # zlib, the Fashion-MNIST package, gnuplot (plots), and clang with its
 # libFuzzer runtime (make fuzz; make test checks that the fuzz targets
-# build). Skips packages that are already installed. The CUDA toolkit is
+# build), Open MPI (the MPI build) and Slurm with munge (tests/test_slurm_real.sh
+# runs a one-node cluster). Skips packages that are already installed. The CUDA toolkit is
 # optional and not installed here.
 set -eu
 pkgs="build-essential pkg-config libhdf5-dev libmatio-dev zlib1g-dev dataset-fashion-mnist gnuplot-nox clang libclang-rt-14-dev"
+# MPI (data-parallel training) and a one-node Slurm for tests/test_slurm_real.sh.
+pkgs="$pkgs openmpi-bin libopenmpi-dev slurmctld slurmd slurm-client munge"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

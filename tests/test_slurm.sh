@@ -19,7 +19,8 @@ skip=0
 tmp=$(mktemp -d /tmp/settrain-slurm-test.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 # Nothing from a surrounding Slurm job may leak into the tests.
-unset SLURM_JOB_ID SLURM_ARRAY_TASK_ID SLURM_SUBMIT_DIR SLURM_RESTART_COUNT \
+unset SLURM_JOB_ID SLURM_ARRAY_TASK_ID SLURM_SUBMIT_DIR SLURM_RESTART_COUNT SLURM_CPUS_PER_TASK \
+    SLURM_NTASKS LAUNCHER \
     SETTRAIN_ROOT RUNS_ROOT CHECKPOINT_EVERY BACKEND SETTRAIN MAX_RESTARTS MAX_PARALLEL || true
 
 ok() {
@@ -141,6 +142,10 @@ out=$(sh $S/train.sbatch --dry-run "$run" --data data/a.h5 2>&1)
 expect_has "a run killed before its first checkpoint starts again (dry run says so)" \
     "$out" "holds metrics.csv but no checkpoint.h5"
 rm -rf "$run"
+
+out=$(SLURM_CPUS_PER_TASK=4 sh $S/train.sbatch --dry-run "$tmp/q" --data d.h5)
+expect "one OpenMP thread per CPU of the task (SLURM_CPUS_PER_TASK)" \
+    "build/settrain train --out $tmp/q --backend gpu --checkpoint-every 10 --threads 4 --data d.h5" "$out"
 
 out=$(sh $S/train.sbatch --dry-run "$tmp/q" --data "my data.h5")
 expect_has "arguments with spaces are printed quoted" "$out" "--data 'my data.h5'"
@@ -287,7 +292,7 @@ expect "  the report and its summary are next to the run; exit 0" "0 yes yes" \
 
 if command -v shellcheck >/dev/null 2>&1; then
     if out=$(shellcheck -x $S/train.sbatch $S/sweep.sbatch $S/submit_sweep.sh $S/run_lib.sh \
-        scripts/profile_nsys.sh tests/test_slurm.sh 2>&1); then
+        $S/local_cluster.sh scripts/profile_nsys.sh tests/test_slurm.sh tests/test_slurm_real.sh 2>&1); then
         ok "shellcheck: the Slurm and profiling scripts are clean"
     else
         bad "shellcheck: the Slurm and profiling scripts are clean" "$out"

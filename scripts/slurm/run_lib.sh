@@ -141,9 +141,15 @@ st_run_task() {
         fi
         return 0
     fi
+    # One OpenMP thread per CPU Slurm gave the task (settrain's default is
+    # every core of the node, which oversubscribes a shared node).
+    threads=""
+    if [ -n "${SLURM_CPUS_PER_TASK:-}" ] && st_is_uint "$SLURM_CPUS_PER_TASK"; then
+        threads=$SLURM_CPUS_PER_TASK
+    fi
     if [ -f "$dir/checkpoint.h5" ]; then
         set -- "$SETTRAIN" train --resume "$dir" --backend "$BACKEND" \
-            --checkpoint-every "$CHECKPOINT_EVERY"
+            --checkpoint-every "$CHECKPOINT_EVERY" ${threads:+--threads "$threads"}
     else
         if [ -e "$dir/metrics.csv" ]; then
             # Killed before its first checkpoint: nothing to resume from.
@@ -156,7 +162,7 @@ st_run_task() {
             fi
         fi
         set -- "$SETTRAIN" train --out "$dir" --backend "$BACKEND" \
-            --checkpoint-every "$CHECKPOINT_EVERY" "$@"
+            --checkpoint-every "$CHECKPOINT_EVERY" ${threads:+--threads "$threads"} "$@"
     fi
     if [ "$dry" = 1 ]; then
         st_quote "$@"
