@@ -33,6 +33,8 @@ typedef struct {
     double first_epoch_s;
     int64_t evolutions_checked;   /* evolutions whose invariant was checked           */
     double wall_s;                /* wall seconds of every session so far             */
+    double ckpt_s;                /* seconds spent writing checkpoints, all sessions  */
+    double ckpt_last_s;           /* the last checkpoint write (this process)         */
     char started[32];             /* ISO 8601 start of the first session              */
     char run_id[ST_RUN_ID_LEN + 1]; /* "" in a format_version 1 checkpoint            */
     int has_fingerprint;          /* data_fp is known (format_version >= 2)           */

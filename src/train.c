@@ -203,6 +203,10 @@ static int write_run_json(const char *dir, const st_config *c, const st_model *m
             (long long)rs->evolutions_checked);
     fprintf(f, "  \"total_wall_s\": ");
     json_num(f, rs->wall_s);
+    fprintf(f, ",\n  \"checkpoint_s_total\": ");
+    json_num(f, rs->ckpt_s);
+    fprintf(f, ",\n  \"checkpoint_s_last\": ");
+    json_num(f, rs->ckpt_last_s);
     fprintf(f, ",\n  \"mean_epoch_s_excluding_first\": ");
     json_num(f, mean_epoch_s);
     fprintf(f, ",\n  \"final_test_acc\": ");
@@ -414,12 +418,13 @@ static void mark_failed(const char *msg)
  * CUDA build, beside the GPU backend's ranges). A model holding a
  * non-finite value is never written: the last finite checkpoint stays. */
 static void save_checkpoint(st_backend *be, const char *dir, const st_config *cfg,
-                            const st_model *m, const st_run_state *rs)
+                            const st_model *m, st_run_state *rs)
 {
     char err[ST_ERRLEN];
 #ifdef ST_HAVE_CUDA
     nvtxRangePushA("checkpoint");
 #endif
+    const double t0 = st_now();
     int rc = be->ops->sync_model(be, err);
     int layer = 0;
     if (!rc && model_nonfinite(m, &layer))
@@ -434,6 +439,10 @@ static void save_checkpoint(st_backend *be, const char *dir, const st_config *cf
     if (rc)
         st_die("%s", err);
     g_run.have_checkpoint = 1;
+    /* The time goes into the next checkpoint and run.json (the file just
+     * written holds the total before it). */
+    rs->ckpt_last_s = st_now() - t0;
+    rs->ckpt_s += rs->ckpt_last_s;
 }
 
 /* Remove the temporary files that a run killed while writing left behind
@@ -825,22 +834,26 @@ int train_run(const st_config *cfg_in)
             rs.sum_epoch_after_first += t_epoch;
         else
             rs.first_epoch_s = t_epoch;
+        int ckpt_now = cfg.checkpoint_every && epoch % cfg.checkpoint_every == 0 &&
+                       epoch < cfg.epochs && !(g_stop && epoch < cfg.epochs);
+        if (ckpt_now) {
+            rs.wall_s = wall_before + (st_now() - t_start);
+            save_checkpoint(be, dir, &cfg, &model, &rs);
+        }
         if (!cfg.quiet) {
-            char eta[32];
+            char eta[32], ck[32] = "";
             fmt_duration(mean_epoch(&rs) * (cfg.epochs - epoch), eta, sizeof eta);
+            if (ckpt_now)
+                snprintf(ck, sizeof ck, " ckpt %.2fs", rs.ckpt_last_s);
             printf("epoch %4d/%d | loss %.4f acc %.4f | test loss %.4f acc %.4f | "
-                   "train %.2fs evolve %.2fs eval %.2fs | conn %lld (moved %lld) | ETA %s\n",
+                   "train %.2fs evolve %.2fs eval %.2fs%s | conn %lld (moved %lld) | ETA %s\n",
                    epoch, cfg.epochs, tr_loss, tr_acc, te_loss, te_acc, t_train, t3 - t2,
-                   t2 - t1, (long long)conn, (long long)moved, eta);
+                   t2 - t1, ck, (long long)conn, (long long)moved, eta);
             fflush(stdout);
         }
         if (g_stop && epoch < cfg.epochs) {
             status = "interrupted";
             break;
-        }
-        if (cfg.checkpoint_every && epoch % cfg.checkpoint_every == 0 && epoch < cfg.epochs) {
-            rs.wall_s = wall_before + (st_now() - t_start);
-            save_checkpoint(be, dir, &cfg, &model, &rs);
         }
     }
     if (fclose(csv) != 0)
@@ -848,6 +861,7 @@ int train_run(const st_config *cfg_in)
     /* The final model (or the interrupted state) is always checkpointed. */
     rs.wall_s = wall_before + (st_now() - t_start);
     save_checkpoint(be, dir, &cfg, &model, &rs);
+    rs.wall_s = wall_before + (st_now() - t_start); /* run.json counts the final checkpoint */
     run_json_extra xf = {status, NULL, &mem};
     if (write_run_json(dir, &cfg, &model, &ds, be, &rs, &xf, mean_epoch(&rs), err))
         st_die("%s", err);
@@ -860,11 +874,11 @@ int train_run(const st_config *cfg_in)
                rs.next_sample ? " (inside the next epoch)" : "", dir);
         code = ST_EXIT_INTERRUPTED;
     } else {
-        printf("done: %d epochs in %.1fs (mean epoch %.3fs excluding the first); final test acc "
-               "%.4f, best %.4f (epoch %d)\nresults: %s/metrics.csv, %s/run.json, "
-               "%s/checkpoint.h5\n",
-               cfg.epochs, rs.wall_s, mean_epoch(&rs), rs.final_acc, rs.best_acc, rs.best_epoch,
-               dir, dir, dir);
+        printf("done: %d epochs in %.1fs (mean epoch %.3fs excluding the first; final checkpoint "
+               "%.2fs); final test acc %.4f, best over epochs %.4f (epoch %d)\nresults: "
+               "%s/metrics.csv, %s/run.json, %s/checkpoint.h5\n",
+               cfg.epochs, rs.wall_s, mean_epoch(&rs), rs.ckpt_last_s, rs.final_acc, rs.best_acc,
+               rs.best_epoch, dir, dir, dir);
     }
     fflush(stdout);
     free(perm);
