@@ -1,15 +1,20 @@
 #!/bin/sh
 # report.sh: writes the report of a study of settrain runs: REPORT_DIR/report.md
-# with the paper's Table 2 layout (motif, time, accuracy, best accuracy, average
-# time per epoch, R_r, A_r, S) per data set, network, settings and backend; the
+# with, per data set, network, settings and backend, the mean and standard
+# deviation over seeds per motif size (final test accuracy, time, average time
+# per epoch, R_r, A_r, S), whether each difference between motif sizes is within
+# seed noise, and the per-seed values in the paper's Table 2 layout (with the best
+# test accuracy over epochs, labelled as selected on the test set); the
 # paper's numbers beside ours (when the study folder holds study.preset with
 # `paper` lines, as scripts/study.sh writes it); the CPU-to-GPU speed-up per
 # motif when both backends ran the same configuration; PNG plots made with
 # gnuplot (test accuracy against epoch, time per epoch over the first 30
 # epochs, and S against the weight w_R given to efficiency, w_A = 1 - w_R: a
 # straight line through settrain score's S at w_R = 0, 0.1 and 1);
-# REPORT_DIR/summary.csv (one row per run, for other tools); and, under
-# REPORT_DIR/plots/, the plot data and the gnuplot scripts that drew them.
+# REPORT_DIR/summary.csv (one row per run, for other tools);
+# REPORT_DIR/summary-by-motif.csv (one row per group and motif size: mean and
+# standard deviation over the seeds); and, under REPORT_DIR/plots/, the plot
+# data and the gnuplot scripts that drew them.
 #
 # Run folders are found at any depth under each DIR: a folder holding run.json
 # and metrics.csv, as `settrain train` writes them; their names do not matter.
@@ -18,6 +23,15 @@
 # paper's formula), each run against the m = 1 run with the same data set,
 # network, settings, backend and seed. The average time per epoch is the mean
 # of metrics.csv's t_epoch_s over epochs 2..N (epoch 1 alone when N = 1).
+# The accuracy is run.json's final_test_acc (after the last epoch): the result.
+# best_test_acc is the maximum over epochs, chosen on the test set itself, so
+# optimistic; it is shown labelled as such and no other number uses it.
+# Standard deviations are sample standard deviations (n - 1); a difference
+# between two motif sizes is "within seed noise" when |difference of the means|
+# < the larger of the two standard deviations (the report states the rule).
+# Both run.json layouts are read: older files without run_id, config.init,
+# config.pad_input or data.n_inputs (their runs had what are now the defaults:
+# init he, no padding) and newer ones; metrics.csv columns are found by name.
 #
 # usage: scripts/report.sh [--out REPORT_DIR] DIR [DIR...]
 #          REPORT_DIR defaults to the first DIR (e.g. results/tox171-full)
@@ -159,6 +173,7 @@ while IFS= read -r d; do
 done <"$tmp/dirs" | LC_ALL=C sort -u >"$tmp/found"
 
 : >"$tmp/runs.tsv"
+: >"$tmp/errors.tsv"
 nrun=0
 while IFS= read -r js; do
     rd=$(dirname "$js")
@@ -179,7 +194,8 @@ while IFS= read -r js; do
         { v[$1] = $2 }
         END {
             nf = g("data.n_features"); nc = g("data.n_classes")
-            net = nf "-" g("config.hidden") "-" nc; gsub(/,/, "-", net)
+            ni = g("data.n_inputs"); if (ni == "-") ni = nf   # the input layer (padded or not)
+            net = ni "-" g("config.hidden") "-" nc; gsub(/,/, "-", net)
             if (g("device.gpu_name") != "-")
                 dev = g("device.gpu_name") ", driver " g("device.driver_version") ", CUDA " g("device.cuda_runtime_version") ", cuSPARSE " g("device.cusparse_version")
             else {
@@ -189,7 +205,11 @@ while IFS= read -r js; do
             }
             gsub(/[\t|]/, " ", dev)
             # the settings that make runs comparable (not motif, seed, threads, data path)
-            n = split("epsilon zeta epochs batch lr momentum weight_decay dropout activation train_limit standardize", k, " ")
+            # (init and pad_input: absent from run.json files older than the options,
+            # whose runs had what are now the defaults)
+            n = split("epsilon zeta epochs batch lr momentum weight_decay dropout activation init pad_input train_limit standardize", k, " ")
+            if (g("config.init") == "-") v["config.init"] = "he"
+            if (g("config.pad_input") == "-") v["config.pad_input"] = "false"
             sig = ""
             for (i = 1; i <= n; i++) sig = sig (i > 1 ? " " : "") k[i] "=" num(g("config." k[i]))
             # mean of t_epoch_s over epochs 2..N (epoch 1 when N = 1)
@@ -207,15 +227,18 @@ while IFS= read -r js; do
             print g("status"), g("config.dataset_name"), net, sig, g("backend"), g("config.motif"), g("config.seed"), \
                 g("total_wall_s"), g("final_test_acc"), g("best_test_acc"), g("best_epoch"), mean, g("epochs_done"), \
                 g("config.epochs"), dev, g("git_commit"), g("connections"), rel, abs, \
-                g("data.n_train") " " g("data.n_test") " " nf " " nc
+                g("data.n_train") " " g("data.n_test") " " nf " " nc " " g("config.batch") " " g("config.train_limit")
         }' "$f" >>"$tmp/runs.tsv"
+    # the message of a run that diverged or failed
+    awk -F "$tab" -v OFS="$tab" -v abs="$abs" '$1 == "error" && $2 != "" { print abs, $2; exit }' "$f" >>"$tmp/errors.tsv"
 done <"$tmp/found"
 
 [ "$nrun" -gt 0 ] || die "no run folders (run.json and metrics.csv) under the given folders"
 
 # fields: 1 status 2 dataset 3 network 4 sig 5 backend 6 motif 7 seed 8 time
 # 9 acc 10 best 11 best_epoch 12 mean_epoch 13 epochs_done 14 epochs 15 device
-# 16 commit 17 connections 18 rel 19 abs 20 datainfo
+# 16 commit 17 connections 18 rel 19 abs 20 datainfo ("n_train n_test
+# n_features n_classes batch train_limit")
 LC_ALL=C sort -t "$tab" -k2,2 -k3,3 -k4,4 -k5,5 -k6,6n -k7,7n -k18,18 "$tmp/runs.tsv" >"$tmp/sorted.tsv"
 
 # --- 2. groups: data set, network, settings, backend -----------------------------
@@ -273,6 +296,38 @@ done <"$tmp/groups.tsv"
 # join: fields 21 R_r 22 A_r 23 S ("-" when there is no baseline)
 awk -F "$tab" -v OFS="$tab" 'NR == FNR { s[$1] = $2 OFS $3 OFS $4; next }
     { print $0, (($19 in s) ? s[$19] : "-" OFS "-" OFS "-") }' "$tmp/scores.tsv" "$tmp/sorted.tsv" >"$tmp/all.tsv"
+
+# --- 3b. mean and standard deviation over seeds, per group and motif --------------
+# stats.tsv: 1 gid 2 motif 3 runs 4 seeds ("1 2 3"), then per quantity its mean,
+# sample standard deviation (n - 1; "-" for one value) and count: final accuracy
+# 5-7, time 8-10, average time per epoch 11-13, R_r 14-16, A_r 17-19, S 20-22,
+# best accuracy over epochs 23-25 (the runs without a baseline have no R_r, A_r, S)
+awk -F "$tab" -v OFS="$tab" '
+    BEGIN { nq = split("9 8 12 21 22 23 10", col, " ") }
+    NR == FNR { gk[$2 FS $3 FS $4 FS $5] = $1; next }
+    $1 == "finished" && (($2 FS $3 FS $4 FS $5) in gk) {
+        key = gk[$2 FS $3 FS $4 FS $5] OFS $6
+        if (!(key in n)) ord[++no] = key
+        n[key]++; sd[key] = sd[key] (n[key] > 1 ? " " : "") $7
+        for (j = 1; j <= nq; j++) {
+            x = $(col[j]); if (x == "-" || x == "") continue
+            c[key, j]++; val[key, j, c[key, j]] = x + 0
+        }
+    }
+    END {
+        for (i = 1; i <= no; i++) {
+            key = ord[i]; line = key OFS n[key] OFS sd[key]
+            for (j = 1; j <= nq; j++) {
+                k = c[key, j] + 0
+                if (!k) { line = line OFS "-" OFS "-" OFS 0; continue }
+                t = 0; for (r = 1; r <= k; r++) t += val[key, j, r]
+                mu = t / k; q = 0
+                for (r = 1; r <= k; r++) q += (val[key, j, r] - mu) ^ 2
+                line = line OFS sprintf("%.10g", mu) OFS (k > 1 ? sprintf("%.10g", sqrt(q / (k - 1))) : "-") OFS k
+            }
+            print line
+        }
+    }' "$tmp/groups.tsv" "$tmp/all.tsv" >"$tmp/stats.tsv"
 
 # --- 4. the study preset: paper numbers ----------------------------------------
 preset=""
@@ -352,8 +407,12 @@ plot_failed=""
 while IFS="$tab" read -r gid gd gn gs gb slug; do
     pre="plots/$slug"
     nseed=$(cut -f2 "$tmp/$gid.runs" | LC_ALL=C sort -u | wc -l)
-    # titles per run: "m = 2" (or "m = 2 (seed 3)" when there are several seeds)
-    awk -F "$tab" -v OFS="$tab" -v ns="$nseed" '{ print $3, (ns > 1 ? "m = " $1 " (seed " $2 ")" : "m = " $1), $1, $2 }' \
+    # titles per run: "m = 2" (or "m = 2 (seed 3)" when there are several seeds),
+    # then the line colour (one per motif size) and dash type (one per seed)
+    awk -F "$tab" -v OFS="$tab" -v ns="$nseed" '
+        !($1 in lc) { lc[$1] = ++nl }
+        !($2 in dt) { dt[$2] = ++nd }
+        { print $3, (ns > 1 ? "m = " $1 " (seed " $2 ")" : "m = " $1), $1, $2, lc[$1], dt[$2] }' \
         "$tmp/$gid.runs" >"$tmp/$gid.titles"
     # S against w_R: plots/<slug>-score-vs-weight.csv, a column per run with a
     # baseline (and per paper motif), from settrain score --weights W_R,W_A
@@ -390,6 +449,44 @@ while IFS="$tab" read -r gid gd gn gs gb slug; do
         rm -f "$out/$pre-score-vs-weight.csv"
     fi
 
+    # mean test accuracy over the seeds against epoch, with a band of one standard
+    # deviation, per motif size (several seeds only): plots/<slug>-accuracy-mean.csv
+    rm -f "$out/$pre-accuracy-mean.csv" "$out/$pre-accuracy-mean.gp" "$out/$pre-accuracy-mean.png"
+    if [ "$nseed" -gt 1 ]; then
+        awk -F "$tab" '{ print $3 "\t" $1 "/metrics.csv" }' "$tmp/$gid.titles" >"$tmp/$gid.mlist"
+        awk -F "$tab" '
+            { m = $1; f = $2; if (!(m in seen)) { mo[++nm] = m; seen[m] = 1 }
+              ce = ca = 0
+              if ((getline line < f) > 0) {
+                  k = split(line, h, ",")
+                  for (i = 1; i <= k; i++) { if (h[i] == "epoch") ce = i; if (h[i] == "test_acc") ca = i }
+              }
+              while ((getline line < f) > 0) {
+                  split(line, x, ",")
+                  if (!ce || !ca || x[ce] == "" || x[ca] == "") continue
+                  e = x[ce] + 0; if (e > maxe) maxe = e
+                  c[m, e]++; v[m, e, c[m, e]] = x[ca] + 0
+              }
+              close(f) }
+            END {
+                printf "epoch"
+                for (j = 1; j <= nm; j++) printf ",m = %s mean,m = %s std,m = %s runs", mo[j], mo[j], mo[j]
+                print ""
+                for (e = 1; e <= maxe; e++) {
+                    printf "%d", e
+                    for (j = 1; j <= nm; j++) {
+                        m = mo[j]; k = c[m, e] + 0
+                        if (!k) { printf ",NaN,NaN,0"; continue }
+                        t = 0; for (r = 1; r <= k; r++) t += v[m, e, r]
+                        mu = t / k; q = 0
+                        for (r = 1; r <= k; r++) q += (v[m, e, r] - mu) ^ 2
+                        printf ",%.6f,%s,%d", mu, (k > 1 ? sprintf("%.6f", sqrt(q / (k - 1))) : "NaN"), k
+                    }
+                    print ""
+                }
+            }' "$tmp/$gid.mlist" >"$out/$pre-accuracy-mean.csv"
+    fi
+
     [ "$have_gnuplot" -eq 1 ] || continue
     title="$gd $gn, $gb"
     # whole-epoch tics on short runs
@@ -414,9 +511,10 @@ while IFS="$tab" read -r gid gd gn gs gb slug; do
         echo "set grid"
         printf 'plot '
         sep=""
-        while IFS="$tab" read -r a t _ _; do
+        while IFS="$tab" read -r a t _ _ lc dt; do
             r=$(awk -F "$tab" -v a="$a" '$19 == a { print $18; exit }' "$tmp/all.tsv")
-            printf '%s%s using "epoch":"test_acc" with linespoints pointsize 0.5 title %s noenhanced' "$sep" "$(gq "$r/metrics.csv")" "$(gq "$t")"
+            printf '%s%s using "epoch":"test_acc" with linespoints pointsize 0.5 linecolor %s dashtype %s title %s noenhanced' \
+                "$sep" "$(gq "$r/metrics.csv")" "$lc" "$dt" "$(gq "$t")"
             sep=", \\
      "
         done <"$tmp/$gid.titles"
@@ -439,16 +537,41 @@ while IFS="$tab" read -r gid gd gn gs gb slug; do
         echo "set grid"
         printf 'plot '
         sep=""
-        while IFS="$tab" read -r a t _ _; do
+        while IFS="$tab" read -r a t _ _ lc dt; do
             r=$(awk -F "$tab" -v a="$a" '$19 == a { print $18; exit }' "$tmp/all.tsv")
-            printf '%s%s using "epoch":(column("epoch") <= 30 ? column("t_epoch_s") : NaN) with linespoints pointsize 0.5 title %s noenhanced' \
-                "$sep" "$(gq "$r/metrics.csv")" "$(gq "$t")"
+            printf '%s%s using "epoch":(column("epoch") <= 30 ? column("t_epoch_s") : NaN) with linespoints pointsize 0.5 linecolor %s dashtype %s title %s noenhanced' \
+                "$sep" "$(gq "$r/metrics.csv")" "$lc" "$dt" "$(gq "$t")"
             sep=", \\
      "
         done <"$tmp/$gid.titles"
         echo
     } >"$out/$pre-epoch-time.gp"
     plots="accuracy epoch-time"
+    if [ "$nseed" -gt 1 ]; then
+        {
+            echo "# made by scripts/report.sh: mean test accuracy over the seeds against epoch per motif size,"
+            echo "# the band one sample standard deviation either side. Run from the report folder: gnuplot $pre-accuracy-mean.gp"
+            echo "set terminal $term"
+            echo "set output $(gq "$pre-accuracy-mean.png")"
+            echo "set datafile separator comma"
+            echo "set datafile columnheaders"
+            echo "set title $(gq "Test accuracy, mean over $nseed seeds (band: 1 std), $title") noenhanced"
+            echo "set xlabel 'epoch'"
+            echo "set ylabel 'test accuracy'"
+            echo "$xt_acc"
+            echo "set key outside right top"
+            echo "set grid"
+            awk -F, -v f="$pre-accuracy-mean.csv" '
+                NR == 1 { printf "plot "
+                    for (j = 1; 3 * j - 1 <= NF; j++) {
+                        t = $(3 * j - 1); sub(/ mean$/, "", t)
+                        printf "%s\047%s\047 using 1:($%d - $%d):($%d + $%d) with filledcurves fillstyle transparent solid 0.2 noborder linecolor %d notitle, \\\n     ", (j > 1 ? ", \\\n     " : ""), f, 3 * j - 1, 3 * j, 3 * j - 1, 3 * j, j
+                        printf "\047%s\047 using 1:%d with lines linewidth 2 linecolor %d title \047%s: mean\047 noenhanced", f, 3 * j - 1, j, t
+                    }
+                    print ""; exit }' "$out/$pre-accuracy-mean.csv"
+        } >"$out/$pre-accuracy-mean.gp"
+        plots="$plots accuracy-mean"
+    fi
     # S against w_R
     if [ -f "$out/$pre-score-vs-weight.csv" ]; then
         {
@@ -496,6 +619,15 @@ awk -F "$tab" -v st="$study_name" '
     BEGIN { print "study,dataset,network,backend,device,motif,seed,status,epochs,epochs_done,time_s,final_test_acc,best_test_acc,best_epoch,mean_epoch_s,R_r,A_r,S,connections,commit,settings,run_dir,metrics_csv" }
     { print q(st) "," q($2) "," q($3) "," q($5) "," q($15) "," $6 "," $7 "," q($1) "," $14 "," $13 "," $8 "," $9 "," $10 "," $11 "," $12 "," $21 "," $22 "," $23 "," $17 "," q($16) "," q($4) "," q($18) "," q($18 "/metrics.csv") }' \
     "$tmp/all.tsv" >"$out/summary.csv"
+# summary-by-motif.csv: one row per group and motif size, mean and sample standard
+# deviation (n - 1; empty for one seed) over the seeds; final accuracy only
+awk -F "$tab" -v st="$study_name" '
+    function q(s) { if (s ~ /[",\n]/) { gsub(/"/, "\"\"", s); return "\"" s "\"" } return s }
+    function e(v) { return (v == "-") ? "" : v }
+    BEGIN { print "study,dataset,network,backend,settings,motif,n_seeds,seeds,final_test_acc_mean,final_test_acc_std,time_s_mean,time_s_std,mean_epoch_s_mean,mean_epoch_s_std,R_r_mean,R_r_std,A_r_mean,A_r_std,S_mean,S_std,n_scored" }
+    NR == FNR { gd[$1] = q($2) "," q($3) "," q($5) "," q($4); next }
+    { print q(st) "," gd[$1] "," $2 "," $3 "," $4 "," e($5) "," e($6) "," e($8) "," e($9) "," e($11) "," e($12) "," e($14) "," e($15) "," e($17) "," e($18) "," e($20) "," e($21) "," $16 }' \
+    "$tmp/groups.tsv" "$tmp/stats.tsv" >"$out/summary-by-motif.csv"
 
 # --- 7. report.md -----------------------------------------------------------------
 FMT_AWK='
@@ -511,8 +643,11 @@ nfin=$(awk -F "$tab" '$1 == "finished"' "$tmp/all.tsv" | wc -l)
     [ -z "$description" ] || { echo "$description"; echo; }
     echo "Written by \`scripts/report.sh\` on $(date -u +%Y-%m-%dT%H:%MZ) with $("$BIN" --version | head -n 1)."
     echo "It reads $nrun run folders ($nfin finished), listed with their metrics.csv under \"Runs\":"
-    echo "every number below comes from those files. \`summary.csv\` holds one row per run; \`plots/\`"
-    echo "holds the plots, their data and the gnuplot scripts that drew them (run from this folder)."
+    echo "every number below comes from those files. \`summary.csv\` holds one row per run (its"
+    echo "best_test_acc is the best over epochs, selected on the test set: optimistic);"
+    echo "\`summary-by-motif.csv\` one row per motif size with the mean and standard deviation over the"
+    echo "seeds; \`plots/\` the plots, their data and the gnuplot scripts that drew them (run from"
+    echo "this folder)."
     echo
     # how the runs were made
     find "$out" -name study.env -type f 2>/dev/null | LC_ALL=C sort >"$tmp/envs"
@@ -536,13 +671,23 @@ nfin=$(awk -F "$tab" '$1 == "finished"' "$tmp/all.tsv" | wc -l)
         END { for (i = 1; i <= m; i++) { split(key[i], a, OFS); print "| " a[1] " | " a[2] " | " a[3] " | " n[key[i]] " |" } }' "$tmp/all.tsv"
     echo
 
-    echo "## Results (the paper's Table 2 layout)"
+    echo "## Results"
     echo
-    echo "Time is run.json's total_wall_s (the whole run, evaluation included); accuracy is the test"
-    echo "accuracy after the last epoch (best: the highest over the epochs, and its epoch); the average"
-    echo "time per epoch is the mean of metrics.csv's t_epoch_s over epochs 2..N. R_r, A_r and S"
-    echo "(S = 0.1 R_r + 0.9 (1 - A_r), the paper's equation 1) are computed by \`settrain score\`"
-    echo "against the m = 1 run of the same group and seed, so S = 0.9000 for m = 1."
+    echo "The result is the **final test accuracy** (after the last epoch, as the paper's). The best"
+    echo "test accuracy over the epochs is picked on the test set itself, so it is optimistic (on the"
+    echo "microarray sets it runs 2-8 points above the final one): it appears only in the per-seed"
+    echo "table, labelled, and no mean, R_r, A_r or S uses it. Time is run.json's total_wall_s (the"
+    echo "whole run, evaluation included); the average time per epoch is the mean of metrics.csv's"
+    echo "t_epoch_s over epochs 2..N. R_r, A_r and S (S = 0.1 R_r + 0.9 (1 - A_r), the paper's"
+    echo "equation 1) are computed by \`settrain score\` for each seed against the m = 1 run of the"
+    echo "same group and seed, so S = 0.9000 for m = 1; their means are over the seeds."
+    echo
+    echo "Per motif size the first table gives mean ± standard deviation over the seeds (the sample"
+    echo "standard deviation, n - 1 in the denominator). **Seed noise rule:** a difference between two"
+    echo "motif sizes is called *within seed noise* when |difference of their means| < the larger of"
+    echo "their two standard deviations, and *beyond seed noise* otherwise. With a few seeds this is a"
+    echo "rough screen, not a significance test; with one seed there is no standard deviation and"
+    echo "the report says that it cannot tell."
     echo
     if [ ! -s "$tmp/groups.tsv" ]; then
         echo "No finished runs yet."
@@ -558,39 +703,93 @@ nfin=$(awk -F "$tab" '$1 == "finished"' "$tmp/all.tsv" | wc -l)
                   print "Device: " dev ". Data: " x[1] " training and " x[2] " test samples, " x[3] " features, " x[4] " classes."
                   if (index(dev, ";")) print "**The runs of this group ran on different devices: their times do not compare.**" }' "$tmp/all.tsv"
         echo "Settings: $(echo "$gs" | awk '{ for (i = 1; i <= NF; i++) { sub(/=/, " ", $i); printf "%s%s", (i > 1 ? ", " : ""), $i } }')."
-        echo
-        echo "| motif | seed | time (s) | accuracy | best accuracy (epoch) | avg time per epoch (s) | R_r | A_r | S |"
-        echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-        awk -F "$tab" -v d="$gd" -v n="$gn" -v s="$gs" -v b="$gb" -v ns="$nseed" "$FMT_AWK"'
-            $1 == "finished" && $2 == d && $3 == n && $4 == s && $5 == b {
-                print "| " $6 " | " $7 " | " ft($8) " | " fa($9) " | " fa($10) " (" $11 ") | " ft($12) " | " fs($21) " | " fs($22) " | " fs($23) " |"
-                m = $6; c[m]++; if (!(m in o)) { o[m] = ++k; mo[k] = m }
-                T[m] += $8; A[m] += $9; B[m] += $10; E[m] += $12
-                if ($23 != "-") { R[m] += $21; Q[m] += $22; S[m] += $23; cs[m]++ }
-            }
+        # SGD steps per epoch: the last batch of an epoch holds the remainder
+        awk -F "$tab" -v d="$gd" -v n="$gn" -v s="$gs" -v b="$gb" -v ep="$(printf '%s\n' "$gs" | tr ' ' '\n' | sed -n 's/^epochs=//p')" '
+            $1 == "finished" && $2 == d && $3 == n && $4 == s && $5 == b { split($20, x, " "); exit }
             END {
-                if (ns < 2) exit
-                for (i = 1; i <= k; i++) { m = mo[i]; if (c[m] < 2) continue
-                    print "| " m " | mean of " c[m] " | " ft(T[m] / c[m]) " | " fa(A[m] / c[m]) " | " fa(B[m] / c[m]) " | " ft(E[m] / c[m]) " | " \
-                        (cs[m] ? sprintf("%.4f | %.4f | %.4f", R[m] / cs[m], Q[m] / cs[m], S[m] / cs[m]) : "– | – | –") " |" }
+                nt = x[1] + 0; bs = x[5] + 0; tl = x[6] + 0
+                if (tl > 0 && tl < nt) nt = tl
+                if (nt <= 0 || bs <= 0) exit
+                st = int((nt + bs - 1) / bs); r = nt - (st - 1) * bs
+                if (st == 1)
+                    print "**SGD steps per epoch: 1** (" nt " training samples, batch " bs ": the whole training set is one batch), so " ep " epochs are " ep " SGD steps."
+                else
+                    print "SGD steps per epoch: " st " (" nt " training samples in batches of " bs (r < bs ? ", the last of " r : "") ")" (ep != "" ? ", " st * ep " in " ep " epochs" : "") "."
+            }' "$tmp/all.tsv"
+        echo
+        # mean ± std over the seeds, and the seed-noise sentences
+        awk -F "$tab" -v gid="$gid" "$FMT_AWK"'
+            function dec(mu) { mu += 0; if (mu < 0) mu = -mu; return (mu >= 100) ? 1 : (mu >= 1) ? 3 : 4 }
+            function pm(mu, sd, d,   f) { if (mu == "-") return "–"; f = "%." d "f"; return (sd == "-") ? sprintf(f, mu) : sprintf(f " ± " f, mu, sd) }
+            function mx(a, b) { return (a > b) ? a : b }
+            # one quantity of rows i and j: mean columns c (std c + 1)
+            function noise(i, j, c, what, unit, d,   ma, mb, sa, sb, df, lg, f, o) {
+                ma = R[i, c]; mb = R[j, c]; sa = R[i, c + 1]; sb = R[j, c + 1]
+                if (ma == "-" || mb == "-") return what ": –"
+                f = "%." d "f"
+                df = mb - ma
+                o = what " " sprintf(f, mb) unit " against " sprintf(f, ma) unit ", difference " sprintf("%+." d "f", df) unit
+                if (sa == "-" || sb == "-") return o ", one seed: no standard deviation, cannot tell from seed noise"
+                lg = mx(sa + 0, sb + 0)
+                if (df == 0) return o ": no difference"
+                return o ", " ((df < 0 ? -df : df) < lg ? "within" : "beyond") " seed noise (larger std " sprintf(f, lg) unit ")"
+            }
+            $1 == gid { k++; for (c = 1; c <= NF; c++) R[k, c] = $c; M[k] = $2; N[k] = $3; S[k] = $4; if (S[k] != S[1]) diff = 1 }
+            END {
+                if (!k) exit
+                if (diff) {
+                    printf "Seeds differ between motif sizes:"
+                    for (i = 1; i <= k; i++) { t = S[i]; gsub(/ /, ", ", t); printf "%s m = %s: %s", (i > 1 ? ";" : ""), M[i], t }
+                    print "."
+                } else {
+                    t = S[1]; gsub(/ /, ", ", t); nn = split(S[1], q, " ")
+                    if (nn == 1) print "Seed " t ": one seed, so no standard deviation; this report cannot tell a difference between motif sizes from seed noise."
+                    else print "Seeds " t " (" nn " seeds)."
+                }
+                print ""
+                print "| motif | seeds | final accuracy | time (s) | avg time per epoch (s) | R_r | A_r | S |"
+                print "|---:|---:|---:|---:|---:|---:|---:|---:|"
+                for (i = 1; i <= k; i++) {
+                    sc = (R[i, 16] + 0 > 0 && R[i, 16] != N[i]) ? " (" R[i, 16] " seeds)" : ""
+                    print "| " M[i] " | " N[i] " | " pm(R[i, 5], R[i, 6], 4) " | " pm(R[i, 8], R[i, 9], dec(R[i, 8])) " | " \
+                        pm(R[i, 11], R[i, 12], dec(R[i, 11])) " | " pm(R[i, 14], R[i, 15], 4) sc " | " pm(R[i, 17], R[i, 18], 4) sc " | " pm(R[i, 20], R[i, 21], 4) sc " |"
+                }
+                print ""
+                if (k < 2) exit
+                print "Seed noise (the rule above), motif size against motif size:"
+                print ""
+                for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) {
+                    d = dec(mx(R[i, 11] + 0, R[j, 11] + 0))
+                    print "- m = " M[j] " against m = " M[i] ": " noise(i, j, 5, "final accuracy", "", 4) "; " noise(i, j, 11, "time per epoch", " s", d) "."
+                }
+                print ""
+            }' "$tmp/stats.tsv"
+        echo "Per seed (the paper's Table 2 layout):"
+        echo
+        echo "| motif | seed | time (s) | final accuracy | avg time per epoch (s) | R_r | A_r | S | best over epochs (epoch), selected on the test set: optimistic |"
+        echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        awk -F "$tab" -v d="$gd" -v n="$gn" -v s="$gs" -v b="$gb" "$FMT_AWK"'
+            $1 == "finished" && $2 == d && $3 == n && $4 == s && $5 == b {
+                print "| " $6 " | " $7 " | " ft($8) " | " fa($9) " | " ft($12) " | " fs($21) " | " fs($22) " | " fs($23) " | " fa($10) " (" $11 ") |"
             }' "$tmp/all.tsv"
         echo
         if [ "$have_gnuplot" -eq 1 ]; then
+            [ ! -f "$out/plots/$slug-accuracy-mean.png" ] || echo "![mean test accuracy over the seeds against epoch](plots/$slug-accuracy-mean.png)"
             echo "![test accuracy against epoch](plots/$slug-accuracy.png)"
             echo "![time per epoch, first 30 epochs](plots/$slug-epoch-time.png)"
             [ ! -f "$out/plots/$slug-score-vs-weight.png" ] || echo "![S against w_R](plots/$slug-score-vs-weight.png)"
             echo
         fi
         if [ -s "$tmp/paper.tsv" ]; then
-            echo "Against the paper, Δ = ours - paper (paper: $psrc):"
+            echo "Against the paper, Δ = ours - paper, ours the mean over the seeds (paper: $psrc):"
             echo
-            echo "| motif | seed | accuracy | paper | Δ accuracy | R_r | paper R_r | A_r | paper A_r | S | paper S (its numbers) |"
+            echo "| motif | seeds | final accuracy | paper | Δ accuracy | R_r | paper R_r | A_r | paper A_r | S | paper S (its numbers) |"
             echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-            awk -F "$tab" -v d="$gd" -v n="$gn" -v s="$gs" -v b="$gb" "$FMT_AWK"'
+            awk -F "$tab" -v gid="$gid" "$FMT_AWK"'
                 NR == FNR { pa[$1] = $3; pr[$1] = $4; pq[$1] = $5; ps[$1] = $6; next }
-                $1 == "finished" && $2 == d && $3 == n && $4 == s && $5 == b && ($6 in pa) {
-                    print "| " $6 " | " $7 " | " fa($9) " | " fa(pa[$6]) " | " sprintf("%+.4f", $9 - pa[$6]) " | " fs($21) " | " fs(pr[$6]) " | " fs($22) " | " fs(pq[$6]) " | " fs($23) " | " fs(ps[$6]) " |"
-                }' "$tmp/paper.tsv" "$tmp/all.tsv"
+                $1 == gid && ($2 in pa) {
+                    print "| " $2 " | " $3 " | " fa($5) " | " fa(pa[$2]) " | " sprintf("%+.4f", $5 - pa[$2]) " | " fa($14) " | " fs(pr[$2]) " | " fa($17) " | " fs(pq[$2]) " | " fa($20) " | " fs(ps[$2]) " |"
+                }' "$tmp/paper.tsv" "$tmp/stats.tsv"
             echo
         fi
         grep "^$gid: " "$tmp/notes" | sed 's/^[^:]*: /Note: /' || true
@@ -648,9 +847,17 @@ nfin=$(awk -F "$tab" '$1 == "finished"' "$tmp/all.tsv" | wc -l)
     echo "|---|---|---:|---:|---|---:|---|---|"
     awk -F "$tab" '{ print "| `" $18 "` | " $5 " | " $6 " | " $7 " | " $1 " | " $13 " of " $14 " | `" $18 "/metrics.csv` | " $16 " |" }' "$tmp/all.tsv"
     echo
+    # what run.json says about a run that diverged or failed
+    awk -F "$tab" 'NR == FNR { e[$1] = $2; next } $1 != "finished" && ($19 in e) { gsub(/\|/, " ", e[$19]); print "- `" $18 "` (" $1 "): " e[$19] }' \
+        "$tmp/errors.tsv" "$tmp/all.tsv" >"$tmp/errlines"
+    if [ -s "$tmp/errlines" ]; then
+        cat "$tmp/errlines"
+        echo
+    fi
     if [ "$nfin" -lt "$nrun" ]; then
         echo "Runs whose status is not \"finished\" are listed here only. \`scripts/study.sh\` resumes such"
-        echo "a run from its checkpoint.h5, or moves it aside (*.stale-TIME) when it has none."
+        echo "a run from its checkpoint.h5, or moves it aside (*.stale-TIME) when it has none; a run that"
+        echo "diverged is a result and is left as it is."
         echo
     fi
     if [ "$have_gnuplot" -eq 0 ]; then

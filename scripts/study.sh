@@ -10,8 +10,8 @@
 # died before its first checkpoint is moved aside to <folder>.stale-<time>.
 #
 # usage: scripts/study.sh PRESET [--backend cpu|gpu|auto] [--epochs N]
-#                         [--threads T] [--out DIR] [--checkpoint-every N]
-#                         [--quiet] [--dry-run]
+#                         [--seeds "S1 S2 ..."] [--threads T] [--out DIR]
+#                         [--checkpoint-every N] [--quiet] [--dry-run]
 #   PRESET      a preset file, or the name of one in presets/ (e.g. tox171-full)
 #   --backend   settrain's backend [auto: gpu when the build has the GPU backend
 #               and nvidia-smi lists a GPU, else cpu]; the folder is named after
@@ -19,6 +19,9 @@
 #   --epochs N  train N epochs instead of the preset's (also: EPOCHS=N in the
 #               environment); STUDY_DIR becomes results/<name>-e<N>, so short
 #               runs never mix with the preset's
+#   --seeds L   train these seeds (blanks or commas between them) instead of the
+#               preset's, into the same STUDY_DIR (runs are m<M>_s<S>: a later
+#               invocation without --seeds adds the other seeds)
 #   --threads T CPU threads for settrain [all cores]
 #   --out DIR   STUDY_DIR instead of results/<name>[-e<N>]
 #   --checkpoint-every N  also checkpoint every N epochs, so that a run killed
@@ -26,13 +29,17 @@
 #               SIGTERM or SIGINT always leaves a checkpoint
 #   --quiet     pass --quiet to settrain (no line per epoch)
 #   --dry-run   print what would be run (and what is skipped), run nothing
+# A run that diverged (run.json status "diverged") is a result, not an accident:
+# it is neither resumed nor retrained (the same seed would diverge again); the
+# other runs go on, the report lists it, and the exit status is 1.
 # Also writes STUDY_DIR/study.preset (the preset as run, with the effective
 # epochs) and STUDY_DIR/<backend>/study.env (the command line, date, backend).
 # Paths in a preset are relative to the repository root; the script runs
 # there. Preset format: see presets/README.md.
 # environment: BIN (settrain; default ${BUILD:-build}/settrain), EPOCHS
-# exit status: 0; 1 an error (one line "study: error: ..."); 2 a bad command
-# line; 3 a training was interrupted (run the same command again to resume)
+# exit status: 0; 1 an error (one line "study: error: ..."), or a run diverged
+# (after the other runs and the report); 2 a bad command line; 3 a training was
+# interrupted (run the same command again to resume)
 set -eu
 set -f   # no globbing: preset values are split into words, never expanded
 
@@ -65,6 +72,9 @@ list_presets() {
 preset_arg=""
 backend=auto
 epochs_opt=""
+seeds_opt=""
+seeds_given=0
+seeds_raw=""
 threads=""
 ckpt=""
 out=""
@@ -75,12 +85,13 @@ while [ $# -gt 0 ]; do
     cmdline="$cmdline $(q "$1")"
     case $1 in
     --help | -h) usage; exit 0 ;;
-    --backend | --epochs | --threads | --out | --checkpoint-every)
+    --backend | --epochs | --seeds | --threads | --out | --checkpoint-every)
         [ $# -ge 2 ] || usage_die "option '$1' needs a value"
         cmdline="$cmdline $(q "$2")"
         case $1 in
         --backend) backend=$2 ;;
         --epochs) epochs_opt=$2 ;;
+        --seeds) seeds_given=1; seeds_raw=$2; seeds_opt=$(printf '%s\n' "$2" | tr ',' ' ' | awk '{ $1 = $1; print }') ;;
         --threads) threads=$2 ;;
         --out) out=$2 ;;
         --checkpoint-every) ckpt=$2 ;;
@@ -98,6 +109,11 @@ done
 case $backend in cpu | gpu | auto) ;; *) usage_die "--backend '$backend': expected cpu, gpu or auto" ;; esac
 case $epochs_opt in '') ;; *[!0-9]* | 0) usage_die "--epochs '$epochs_opt': expected a positive integer" ;; esac
 case $threads in '') ;; *[!0-9]* | 0) usage_die "--threads '$threads': expected a positive integer" ;; esac
+if [ "$seeds_given" -eq 1 ]; then
+    case $seeds_opt in
+    '' | *[!0-9' ']*) usage_die "--seeds '$seeds_raw': expected seeds (non-negative integers) separated by blanks or commas" ;;
+    esac
+fi
 case $ckpt in '') ;; *[!0-9]* | 0) usage_die "--checkpoint-every '$ckpt': expected a positive integer" ;; esac
 
 # --- the preset ---------------------------------------------------------------------
@@ -122,7 +138,7 @@ function err(msg) { printf "%s:%d: %s\n", file, NR, msg > "/dev/stderr"; bad = 1
 function isnum(v) { return v ~ /^([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$/ }
 function isint(v) { return v ~ /^[0-9]+$/ }
 BEGIN {
-    n = split("name description data prepare motifs seeds hidden epsilon zeta epochs batch lr momentum weight_decay dropout activation train_limit checkpoint_every paper paper_s paper_epochs paper_source paper_note", k, " ")
+    n = split("name description data prepare motifs seeds hidden epsilon zeta epochs batch lr momentum weight_decay dropout activation init pad_input train_limit checkpoint_every paper paper_s paper_epochs paper_source paper_note", k, " ")
     for (i = 1; i <= n; i++) { known[k[i]] = 1; klist = klist (i > 1 ? ", " : "") k[i] }
 }
 { sub(/\r$/, "") }
@@ -147,6 +163,8 @@ BEGIN {
     else if (key == "epochs" || key == "batch" || key == "train_limit" || key == "checkpoint_every" || key == "paper_epochs") ok = isint(v)
     else if (key == "epsilon" || key == "zeta" || key == "lr" || key == "momentum" || key == "weight_decay" || key == "dropout") ok = isnum(v)
     else if (key == "activation") ok = (v ~ /^(relu|allrelu|sigmoid|tanh)$/)
+    else if (key == "init") ok = (v ~ /^[a-z][a-z0-9-]*$/)
+    else if (key == "pad_input") ok = (v ~ /^(true|false)$/)
     else if (key == "paper") ok = (v ~ /^[0-9]+:[0-9.]+:[0-9.]+( [0-9]+:[0-9.]+:[0-9.]+)*$/)
     else if (key == "paper_s") ok = (v ~ /^[0-9]+:-?[0-9.]+( [0-9]+:-?[0-9.]+)*$/)
     if (!ok) { err("bad value for \"" key "\": " v); next }
@@ -167,6 +185,8 @@ prepare=$(pget prepare)
 motifs=$(pget motifs)
 seeds=$(pget seeds)
 [ -n "$seeds" ] || seeds=1
+seeds_from=preset
+if [ -n "$seeds_opt" ]; then seeds=$seeds_opt; seeds_from=--seeds; fi
 preset_epochs=$(pget epochs)
 epochs=$preset_epochs
 epochs_from=preset
@@ -212,11 +232,12 @@ cd "$root"
 
 # train options from the preset, in settrain's spelling (values hold no spaces)
 opts="--hidden $(pget hidden)"
-for k in epsilon zeta batch lr momentum weight_decay dropout activation train_limit checkpoint_every; do
+for k in epsilon zeta batch lr momentum weight_decay dropout activation init train_limit checkpoint_every; do
     v=$(pget "$k")
     [ "$k" != checkpoint_every ] || [ -z "$ckpt" ] || v=""   # --checkpoint-every wins
     [ -z "$v" ] || opts="$opts --$(echo "$k" | tr _ -) $v"
 done
+[ "$(pget pad_input)" != true ] || opts="$opts --pad-input"
 [ -z "$epochs" ] || opts="$opts --epochs $epochs"
 opts="$opts --backend $backend"
 [ -z "$threads" ] || opts="$opts --threads $threads"
@@ -229,7 +250,7 @@ run_opts="--backend $backend"
 
 ep_said=$epochs
 [ -n "$ep_said" ] || ep_said="settrain's default"
-say "preset $(show "$preset"): $name, motifs $motifs, seeds $seeds, $ep_said epochs ($epochs_from), backend $backend"
+say "preset $(show "$preset"): $name, motifs $motifs, seeds $seeds ($seeds_from), $ep_said epochs ($epochs_from), backend $backend"
 say "study folder $(show "$study")"
 
 # run CMD...: print it; run it unless --dry-run
@@ -262,6 +283,7 @@ if [ "$dry" -eq 0 ]; then
     {
         echo "# copied by scripts/study.sh from $(show "$preset") on $(date -u +%Y-%m-%dT%H:%MZ)"
         [ "$override" -eq 0 ] || echo "# epochs overridden ($epochs_from): $epochs instead of $was"
+        [ "$seeds_from" = preset ] || echo "# this invocation trained seeds $seeds (--seeds); the preset's seeds are below"
         awk -v ep="$epochs" -v ov="$override" -v was="$was" -v from="$epochs_from" '
             ov == 1 && /^[ \t]*epochs[ \t]*=/ { print "epochs=" ep; done = 1; next }
             ov == 1 && /^[ \t]*description[ \t]*=/ { print $0 " This study: " ep " epochs instead of " was " (" from ")."; next }
@@ -286,17 +308,23 @@ fi
 check_config() {
     sh "$root/scripts/report.sh" --flatten "$1/run.json" >"$tmp/run.tsv" ||
         die "$(show "$1")/run.json: cannot be read"
+    # run.json records the data path as given (older files) or resolved to an
+    # absolute path without symbolic links (newer ones): either matches
+    data_real=$(realpath "$data" 2>/dev/null) ||
+        data_real=$(cd "$(dirname "$data")" 2>/dev/null && printf '%s/%s' "$(pwd -P)" "$(basename "$data")") || data_real=""
     {
-        printf 'data\t%s\n' "$data"
+        printf 'data\t%s\t%s\n' "$data" "$data_real"
         printf 'motif\t%s\n' "$2"
         printf 'seed\t%s\n' "$3"
         [ -z "$epochs" ] || printf 'epochs\t%s\n' "$epochs"
         printf 'hidden\t%s\n' "$(pget hidden)"
-        for k in epsilon zeta batch lr momentum weight_decay dropout activation train_limit; do
+        for k in epsilon zeta batch lr momentum weight_decay dropout activation init pad_input train_limit; do
             v=$(pget "$k")
             [ -z "$v" ] || printf '%s\t%s\n' "$k" "$v"
         done
     } >"$tmp/want.tsv"
+    # run.json files written before --init and --pad-input existed have neither:
+    # their runs used what are now the defaults
     awk -F "$tab" '
         function same(a, b,   d, m) {
             if (a == b) return 1
@@ -306,8 +334,11 @@ check_config() {
             return d <= 1e-9 * m
         }
         NR == FNR { have[$1] = $2; next }
+        FNR == 1 { if (!("config.init" in have)) have["config.init"] = "he"
+                   if (!("config.pad_input" in have)) have["config.pad_input"] = "false" }
         { k = "config." $1
           if (!(k in have)) { printf "%s %s (run.json has none)", sep, $1; sep = ","; bad = 1 }
+          else if (NF >= 3 && $3 != "" && have[k] == $3) { }
           else if (!same(have[k], $2)) { printf "%s %s %s (this study: %s)", sep, $1, have[k], $2; sep = ","; bad = 1 } }
         END { exit bad }' "$tmp/run.tsv" "$tmp/want.tsv" >"$tmp/diff" && return 0
     die "$(show "$1") holds a run with other settings:$(cat "$tmp/diff"); use another --out, or move that folder away"
@@ -317,6 +348,9 @@ check_config() {
 # shellcheck disable=SC2086  # count the words
 total=$(( $(printf '%s\n' $seeds | wc -l) * $(printf '%s\n' $motifs | wc -l) ))
 i=0
+diverged=""
+# run_error: run.json's error member (the flattened run.json in $tmp/run.tsv)
+run_error() { awk -F "$tab" '$1 == "error" { print $2; exit }' "$tmp/run.tsv"; }
 for seed in $seeds; do
     for m in $motifs; do
         i=$((i + 1))
@@ -328,6 +362,11 @@ for seed in $seeds; do
             status=$(awk -F "$tab" '$1 == "status" { print $2 }' "$tmp/run.tsv")
             if [ "$status" = finished ]; then
                 say "$tag: skip $(show "$dir") (finished)"
+                continue
+            fi
+            if [ "$status" = diverged ]; then
+                say "$tag: skip $(show "$dir") (diverged: $(run_error); the same seed diverges again: move the folder away to retry)"
+                diverged="$diverged m$m/s$seed"
                 continue
             fi
             if [ -f "$dir/checkpoint.h5" ]; then action=resume; else action=stale; fi
@@ -354,6 +393,13 @@ for seed in $seeds; do
             say "$tag: interrupted; its checkpoint is in $(show "$dir"): run the same command again to resume"
             exit 3
         elif [ "$rc" -ne 0 ]; then
+            if [ "$dry" -eq 0 ] && [ -f "$dir/run.json" ] &&
+                sh "$root/scripts/report.sh" --flatten "$dir/run.json" >"$tmp/run.tsv" 2>/dev/null &&
+                [ "$(awk -F "$tab" '$1 == "status" { print $2 }' "$tmp/run.tsv")" = diverged ]; then
+                say "$tag: diverged ($(run_error)); going on with the other runs"
+                diverged="$diverged m$m/s$seed"
+                continue
+            fi
             die "$tag: settrain train failed (exit $rc)"
         fi
     done
@@ -365,3 +411,4 @@ if [ "$dry" -eq 1 ]; then
     exit 0
 fi
 sh "$root/scripts/report.sh" "$study" || die "the report failed"
+[ -z "$diverged" ] || die "runs that diverged (listed in the report, not retrained):$diverged"

@@ -37,28 +37,49 @@ if command -v gnuplot >/dev/null 2>&1; then have_gnuplot=1; fi
 
 # is_png FILE: the 8-byte PNG signature
 is_png() { [ -s "$1" ] && [ "$(od -An -tx1 -N8 "$1" | tr -d ' \n')" = 89504e470d0a1a0a ]; }
-# the table rows of report.md for one group heading: "| motif | seed | ..." rows
-# between "### HEADING" and the next blank line after the table
-group_rows() {
-    awk -v h="### $2" '$0 == h { on = 1; next } on && /^### / { exit } on && /^\| [0-9]+ \| [0-9]+ \| / { print; n++ } on && n && /^$/ { exit }' "$1"
+# the rows of one table of report.md under one group heading: the table whose
+# header line starts with PREFIX, between "### HEADING" and the next heading
+# table_rows MD HEADING PREFIX
+table_rows() {
+    awk -v h="### $2" -v p="$3" '$0 == h { on = 1; next } on && /^##/ { exit }
+        on && index($0, p) == 1 { t = 1; getline; next } t && /^\|/ { print; next } t { exit }' "$1"
 }
+# the per-seed table (the paper's Table 2 layout) and the mean ± std table
+group_rows() { table_rows "$1" "$2" "| motif | seed | time (s) |"; }
+mean_rows() { table_rows "$1" "$2" "| motif | seeds | final accuracy | time (s) |"; }
 # field N (1-based, between the pipes) of a markdown row
 cell() { printf '%s\n' "$1" | awk -F'|' -v n="$2" '{ v = $(n + 1); gsub(/^ +| +$/, "", v); print v }'; }
 
 # --- 1. report.sh on hand-written run folders -------------------------------------------
-# mkrun DIR BACKEND MOTIF STATUS TIME ACC "T1 T2 T3 T4"
+# mkrun DIR BACKEND MOTIF STATUS TIME ACC "T1 T2 T3 T4" [SEED [BEST [FORMAT [ERROR]]]]
+#   SEED [1]; BEST, the best test accuracy over epochs (at epoch 2) [ACC, at the
+#   last epoch]; FORMAT old (run.json and metrics.csv as settrain wrote them before
+#   run ids, --init and --pad-input) or new [old]; ERROR, run.json's error member
 mkrun() {
+    seed=${8:-1}; best=${9:-$6}; fmt=${10:-old}
+    bep=4; [ -z "${9:-}" ] || bep=2
     mkdir -p "$1"
     if [ "$2" = gpu ]; then
         dev='"gpu_name": "Test GPU", "driver_version": "1.0", "cuda_runtime_version": "1.0", "cusparse_version": "1.0.0"'
     else
         dev='"cpu_model": "Test CPU", "threads": 2, "cores_online": 2'
     fi
+    rid=""; cfgnew=""; datanew=""; memnew=""; errj=""; rcol=""; rval=""
+    if [ "$fmt" = new ]; then
+        rid='"run_id": "00000000000000a'$3'",'
+        cfgnew='"init": "he", "pad_input": false,'
+        datanew='"n_inputs": 16, "fingerprint": "0123456789abcdef",'
+        memnew='"memory_estimate_bytes": {"data": 1000, "model": 2000, "total": 3000},'
+        rcol=",run_id"; rval=",00000000000000a$3"
+    fi
+    [ -z "${11:-}" ] || errj='"error": "'"${11}"'",'
     cat >"$1/run.json" <<EOF
 {
   "settrain_version": "0.1.0",
   "git_commit": "abc123",
+  $rid
   "status": "$4",
+  $errj
   "config": {
     "data": "data/hand.h5",
     "dataset_name": "Hand",
@@ -73,7 +94,8 @@ mkrun() {
     "weight_decay": 0.00020000000000000001,
     "dropout": 0.29999999999999999,
     "activation": "relu",
-    "seed": 1,
+    $cfgnew
+    "seed": $seed,
     "train_limit": 0,
     "standardize": true,
     "checkpoint_every": 0,
@@ -81,7 +103,8 @@ mkrun() {
   },
   "backend": "$2",
   "device": {$dev},
-  "data": {"n_train": 10, "n_test": 5, "n_features": 16, "n_classes": 2},
+  "data": {"n_train": 10, "n_test": 5, "n_features": 16, $datanew "n_classes": 2},
+  $memnew
   "layers": [
     {"layer": 1, "n_in": 16, "n_out": 8, "connections": 50},
     {"layer": 2, "n_in": 8, "n_out": 8, "connections": 34},
@@ -92,15 +115,16 @@ mkrun() {
   "total_wall_s": $5,
   "mean_epoch_s_excluding_first": 0,
   "final_test_acc": $6,
-  "best_test_acc": $6,
-  "best_epoch": 4
+  "best_test_acc": $best,
+  "best_epoch": $bep
 }
 EOF
-    echo "epoch,train_loss,train_acc,test_loss,test_acc,t_train_s,t_evolve_s,t_eval_s,t_epoch_s,connections" >"$1/metrics.csv"
+    echo "epoch,train_loss,train_acc,test_loss,test_acc,t_train_s,t_evolve_s,t_eval_s,t_epoch_s,connections$rcol" >"$1/metrics.csv"
     e=0
     for t in $7; do
         e=$((e + 1))
-        echo "$e,1.0,0.5,1.0,$6,0,0,0,$t,100" >>"$1/metrics.csv"
+        a=$6; [ "$e" -ne "$bep" ] || a=$best
+        echo "$e,1.0,0.5,1.0,$a,0,0,0,$t,100$rval" >>"$1/metrics.csv"
     done
 }
 h=$tmp/hand
@@ -128,13 +152,13 @@ rows=$(group_rows "$md" "Hand, 16-8-8-2, cpu")
 want="1 1 100.0 0.8000 20.000 0.0000 0.0000 0.9000
 2 1 50.000 0.8000 10.000 0.5000 0.0000 0.9500
 4 1 25.000 0.4000 6.667 0.7500 0.5000 0.5250"
-got=$(printf '%s\n' "$rows" | awk -F'|' '{ for (i = 2; i <= 10; i++) { gsub(/^ +| +$/, "", $i) } print $2, $3, $4, $5, $7, $8, $9, $10 }')
+got=$(printf '%s\n' "$rows" | awk -F'|' '{ for (i = 2; i <= 9; i++) { gsub(/^ +| +$/, "", $i) } print $2, $3, $4, $5, $6, $7, $8, $9 }')
 if [ "$got" = "$want" ]; then
     ok "cpu table: time, accuracy, mean epoch (epochs 2..N), R_r, A_r, S"
 else
     bad "cpu table"; printf 'got:\n%s\nwant:\n%s\n' "$got" "$want"
 fi
-got=$(group_rows "$md" "Hand, 16-8-8-2, gpu" | awk -F'|' '{ gsub(/ /, "", $10); printf "%s ", $10 }')
+got=$(group_rows "$md" "Hand, 16-8-8-2, gpu" | awk -F'|' '{ gsub(/ /, "", $9); printf "%s ", $9 }')
 if [ "$got" = "0.9000 0.9500 " ]; then ok "gpu table S"; else bad "gpu table S: '$got'"; fi
 # shellcheck disable=SC2016  # the backquotes are markdown
 m8row='^| `cpu/m8_s1` | cpu | 8 | 1 | running | 4 of 4 | `cpu/m8_s1/metrics.csv`'
@@ -248,10 +272,10 @@ else
     bad "report.md rows"; cat "$md" 2>/dev/null
 fi
 s1=$(printf '%s\n' "$rows" | head -n 1)
-if [ "$(cell "$s1" 9)" = 0.9000 ]; then ok "S for m = 1 is w_A = 0.9000"; else bad "S for m = 1: '$(cell "$s1" 9)'"; fi
+if [ "$(cell "$s1" 8)" = 0.9000 ]; then ok "S for m = 1 is w_A = 0.9000"; else bad "S for m = 1: '$(cell "$s1" 8)'"; fi
 "$BIN" score --csv --base "$s/cpu/m1_s1" "$s/cpu/m2_s1" "$s/cpu/m4_s1" >"$tmp/score.csv" 2>&1
 want=$(awk -F, 'NR > 1 { printf "%s %s %s ", $(NF-2), $(NF-1), $NF }' "$tmp/score.csv")
-got=$(printf '%s\n' "$rows" | awk -F'|' '{ for (i = 8; i <= 10; i++) gsub(/ /, "", $i); printf "%s %s %s ", $8, $9, $10 }')
+got=$(printf '%s\n' "$rows" | awk -F'|' '{ for (i = 7; i <= 9; i++) gsub(/ /, "", $i); printf "%s %s %s ", $7, $8, $9 }')
 if [ -n "$want" ] && [ "$got" = "$want" ]; then
     ok "R_r, A_r, S equal settrain score's for the same runs"
 else
