@@ -294,7 +294,7 @@ while IFS="$tab" read -r gid gd gn gs gb slug; do
 done <"$tmp/groups.tsv"
 
 # join: fields 21 R_r 22 A_r 23 S ("-" when there is no baseline)
-awk -F "$tab" -v OFS="$tab" 'NR == FNR { s[$1] = $2 OFS $3 OFS $4; next }
+awk -F "$tab" -v OFS="$tab" 'FILENAME == ARGV[1] { s[$1] = $2 OFS $3 OFS $4; next }
     { print $0, (($19 in s) ? s[$19] : "-" OFS "-" OFS "-") }' "$tmp/scores.tsv" "$tmp/sorted.tsv" >"$tmp/all.tsv"
 
 # --- 3b. mean and standard deviation over seeds, per group and motif --------------
@@ -304,7 +304,7 @@ awk -F "$tab" -v OFS="$tab" 'NR == FNR { s[$1] = $2 OFS $3 OFS $4; next }
 # best accuracy over epochs 23-25 (the runs without a baseline have no R_r, A_r, S)
 awk -F "$tab" -v OFS="$tab" '
     BEGIN { nq = split("9 8 12 21 22 23 10", col, " ") }
-    NR == FNR { gk[$2 FS $3 FS $4 FS $5] = $1; next }
+    FILENAME == ARGV[1] { gk[$2 FS $3 FS $4 FS $5] = $1; next }
     $1 == "finished" && (($2 FS $3 FS $4 FS $5) in gk) {
         key = gk[$2 FS $3 FS $4 FS $5] OFS $6
         if (!(key in n)) ord[++no] = key
@@ -625,7 +625,7 @@ awk -F "$tab" -v st="$study_name" '
     function q(s) { if (s ~ /[",\n]/) { gsub(/"/, "\"\"", s); return "\"" s "\"" } return s }
     function e(v) { return (v == "-") ? "" : v }
     BEGIN { print "study,dataset,network,backend,settings,motif,n_seeds,seeds,final_test_acc_mean,final_test_acc_std,time_s_mean,time_s_std,mean_epoch_s_mean,mean_epoch_s_std,R_r_mean,R_r_std,A_r_mean,A_r_std,S_mean,S_std,n_scored" }
-    NR == FNR { gd[$1] = q($2) "," q($3) "," q($5) "," q($4); next }
+    FILENAME == ARGV[1] { gd[$1] = q($2) "," q($3) "," q($5) "," q($4); next }
     { print q(st) "," gd[$1] "," $2 "," $3 "," $4 "," e($5) "," e($6) "," e($8) "," e($9) "," e($11) "," e($12) "," e($14) "," e($15) "," e($17) "," e($18) "," e($20) "," e($21) "," $16 }' \
     "$tmp/groups.tsv" "$tmp/stats.tsv" >"$out/summary-by-motif.csv"
 
@@ -848,7 +848,7 @@ nfin=$(awk -F "$tab" '$1 == "finished"' "$tmp/all.tsv" | wc -l)
     awk -F "$tab" '{ print "| `" $18 "` | " $5 " | " $6 " | " $7 " | " $1 " | " $13 " of " $14 " | `" $18 "/metrics.csv` | " $16 " |" }' "$tmp/all.tsv"
     echo
     # what run.json says about a run that diverged or failed
-    awk -F "$tab" 'NR == FNR { e[$1] = $2; next } $1 != "finished" && ($19 in e) { gsub(/\|/, " ", e[$19]); print "- `" $18 "` (" $1 "): " e[$19] }' \
+    awk -F "$tab" 'FILENAME == ARGV[1] { e[$1] = $2; next } $1 != "finished" && ($19 in e) { gsub(/\|/, " ", e[$19]); print "- `" $18 "` (" $1 "): " e[$19] }' \
         "$tmp/errors.tsv" "$tmp/all.tsv" >"$tmp/errlines"
     if [ -s "$tmp/errlines" ]; then
         cat "$tmp/errlines"

@@ -7,15 +7,27 @@
 #     speed-up; an unfinished run is listed but not tabulated; the paper's
 #     FMNIST numbers give S 0.9000/0.9102/0.8819 beside the printed 0.9100 and
 #     0.8864; the S-against-w_R data is 1 - A_r at w_R = 0, the table's S at
-#     0.1 and R_r at 1; summary.csv has a row per run; without gnuplot the report says so.
+#     0.1 and R_r at 1; summary.csv has a row per run; without gnuplot the report
+#     says so; with one seed the report gives no std and says it cannot tell seed
+#     noise; one SGD step per epoch is flagged.
+# 1b. three seeds of hand-written runs (seed 1 in the old run.json layout, 2 and
+#     3 in the new one, every best accuracy above the final one): the mean ± std
+#     table per motif size (hand-computed numbers), the per-seed table against
+#     each seed's own m = 1 run and settrain score, the seed-noise rule and its
+#     within/beyond sentences, the final accuracy as the result and the best only
+#     labelled, the paper's arithmetic and the seed means against the paper,
+#     summary-by-motif.csv, the mean-accuracy plot, a diverged run with its error.
 #  2. study.sh on a tiny preset (TOX-171 from ${ST_SHARED_DATA:-../shared/data},
-#     hidden 64,64, 3 epochs, motifs 1 2 4; skipped visibly when absent):
+#     its data path relative to the repository root, hidden 64,64, 3 epochs,
+#     batch 8, motifs 1 2 4; skipped visibly when absent):
 #     --dry-run prints the commands and runs nothing; the study finishes three
-#     runs; report.md has a row per motif, S = 0.9000 for m = 1 and the S that
-#     `settrain score` prints for the same runs; three valid PNG files; a second
-#     invocation skips the finished runs; an interrupted run is resumed and one
-#     without a checkpoint moved aside; other settings in the same folder and a
-#     bad preset are refused.
+#     runs; report.md has a row per motif and 15 SGD steps per epoch, S = 0.9000
+#     for m = 1 and the S that `settrain score` prints for the same runs; three
+#     valid PNG files; a second invocation skips the finished runs; an
+#     interrupted run is resumed and one without a checkpoint moved aside; other
+#     settings in the same folder and a bad preset are refused; --seeds 2 adds
+#     seed 2 to the folder and a malformed --seeds is refused; runs that diverge
+#     are kept, reported and not retrained, and the study exits 1.
 # The PNG checks are skipped visibly when gnuplot is absent.
 # Prints "test_report: N passed, N failed, N skipped"; exits non-zero on failure.
 set -u
@@ -227,6 +239,131 @@ else
     bad "a folder without runs: wrong message"; cat "$tmp/r.out"
 fi
 
+# --- 1b. three seeds: mean ± std, the seed-noise sentences, final accuracy as the result --
+# Seed 1's runs are in the old run.json/metrics.csv layout, seeds 2 and 3 in the new one
+# (run_id, config.init, config.pad_input, data.n_inputs, memory_estimate_bytes): they
+# must form one group. Every run's best accuracy over epochs (0.9 at epoch 2) is above
+# its final one: the means must be of the final ones. The expected numbers below were
+# computed by hand from these times and accuracies (sample standard deviation, n - 1;
+# the R_r, A_r and S means are of the per-seed values settrain score prints).
+h3=$tmp/hand3
+mkrun "$h3/cpu/m1_s1" cpu 1 finished 100 0.80 "40 20 20 20" 1 0.90 old
+mkrun "$h3/cpu/m2_s1" cpu 2 finished 50 0.812 "20 10 10 10" 1 0.90 old
+mkrun "$h3/cpu/m4_s1" cpu 4 finished 25 0.60 "5 10 10 10" 1 0.90 old
+mkrun "$h3/cpu/m1_s2" cpu 1 finished 120 0.84 "40 24 24 24" 2 0.90 new
+mkrun "$h3/cpu/m2_s2" cpu 2 finished 60 0.79 "20 12 12 12" 2 0.90 new
+mkrun "$h3/cpu/m4_s2" cpu 4 finished 30 0.64 "6 12 12 12" 2 0.90 new
+mkrun "$h3/cpu/m1_s3" cpu 1 finished 110 0.82 "40 22 22 22" 3 0.90 new
+mkrun "$h3/cpu/m2_s3" cpu 2 finished 77 0.83 "20 11 11 11" 3 0.90 new
+mkrun "$h3/cpu/m4_s3" cpu 4 finished 22 0.62 "5 9 9 9" 3 0.90 new
+mkrun "$h3/cpu/m8_s2" cpu 8 diverged 3 0.25 "1 1 1 1" 2 0.25 new "training diverged in epoch 3: the training loss is NaN (lower --lr)"
+sed 's/^name=hand$/name=hand3/' "$h/study.preset" >"$h3/study.preset"
+if BIN=$BIN sh scripts/report.sh "$h3" >"$tmp/r.out" 2>&1 && [ -s "$h3/report.md" ]; then
+    ok "report.sh on three seeds of hand-written runs"
+else
+    bad "report.sh on three seeds"; cat "$tmp/r.out"
+fi
+md=$h3/report.md
+g3="Hand, 16-8-8-2, cpu"
+want='| 1 | 3 | 0.8200 ± 0.0200 | 110.0 ± 10.0 | 22.000 ± 2.000 | 0.0000 ± 0.0000 | 0.0000 ± 0.0000 | 0.9000 ± 0.0000 |
+| 2 | 3 | 0.8107 ± 0.0200 | 62.333 ± 13.650 | 11.000 ± 1.000 | 0.4333 ± 0.1155 | 0.0108 ± 0.0422 | 0.9336 ± 0.0342 |
+| 4 | 3 | 0.6200 ± 0.0200 | 25.667 ± 4.041 | 10.333 ± 1.528 | 0.7667 ± 0.0289 | 0.2440 ± 0.0060 | 0.7571 ± 0.0061 |'
+got=$(mean_rows "$md" "$g3")
+if [ "$got" = "$want" ] && grep -q '^Seeds 1, 2, 3 (3 seeds)\.$' "$md"; then
+    ok "mean ± std over 3 seeds per motif size (old and new run.json in one group; final accuracy, not the best)"
+else
+    bad "mean ± std table"; printf 'got:\n%s\nwant:\n%s\n' "$got" "$want"
+fi
+want='| 1 | 1 | 100.0 | 0.8000 | 20.000 | 0.0000 | 0.0000 | 0.9000 | 0.9000 (2) |
+| 1 | 2 | 120.0 | 0.8400 | 24.000 | 0.0000 | 0.0000 | 0.9000 | 0.9000 (2) |
+| 1 | 3 | 110.0 | 0.8200 | 22.000 | 0.0000 | 0.0000 | 0.9000 | 0.9000 (2) |
+| 2 | 1 | 50.000 | 0.8120 | 10.000 | 0.5000 | -0.0150 | 0.9635 | 0.9000 (2) |
+| 2 | 2 | 60.000 | 0.7900 | 12.000 | 0.5000 | 0.0595 | 0.8964 | 0.9000 (2) |
+| 2 | 3 | 77.000 | 0.8300 | 11.000 | 0.3000 | -0.0122 | 0.9410 | 0.9000 (2) |
+| 4 | 1 | 25.000 | 0.6000 | 10.000 | 0.7500 | 0.2500 | 0.7500 | 0.9000 (2) |
+| 4 | 2 | 30.000 | 0.6400 | 12.000 | 0.7500 | 0.2381 | 0.7607 | 0.9000 (2) |
+| 4 | 3 | 22.000 | 0.6200 | 9.000 | 0.8000 | 0.2439 | 0.7605 | 0.9000 (2) |'
+got=$(group_rows "$md" "$g3")
+if [ "$got" = "$want" ]; then
+    ok "per-seed table: each seed against its own m = 1 run; the best over epochs last"
+else
+    bad "per-seed table"; printf 'got:\n%s\nwant:\n%s\n' "$got" "$want"
+fi
+"$BIN" score --csv --base "$h3/cpu/m1_s3" "$h3/cpu/m2_s3" "$h3/cpu/m4_s3" >"$tmp/score3.csv" 2>&1
+want=$(awk -F, 'NR > 1 { printf "%s %s %s ", $(NF-2), $(NF-1), $NF }' "$tmp/score3.csv")
+got=$(group_rows "$md" "$g3" | awk -F'|' '$3 + 0 == 3 { for (i = 7; i <= 9; i++) gsub(/ /, "", $i); printf "%s %s %s ", $7, $8, $9 }')
+if [ -n "$want" ] && [ "$got" = "$want" ]; then
+    ok "seed 3's R_r, A_r, S equal settrain score's for seed 3's runs"
+else
+    bad "seed 3 against settrain score: got '$got', want '$want'"
+fi
+if grep -qF '**Seed noise rule:** a difference between two' "$md" && grep -q '^motif sizes is called \*within seed noise\* when |difference of their means| < the larger of$' "$md" &&
+   grep -qF -- '- m = 2 against m = 1: final accuracy 0.8107 against 0.8200, difference -0.0093, within seed noise (larger std 0.0200); time per epoch 11.000 s against 22.000 s, difference -11.000 s, beyond seed noise (larger std 2.000 s).' "$md" &&
+   grep -qF -- '- m = 4 against m = 1: final accuracy 0.6200 against 0.8200, difference -0.2000, beyond seed noise (larger std 0.0200);' "$md" &&
+   grep -qF -- '- m = 4 against m = 2: final accuracy 0.6200 against 0.8107, difference -0.1907, beyond seed noise (larger std 0.0200); time per epoch 10.333 s against 11.000 s, difference -0.667 s, within seed noise (larger std 1.528 s).' "$md"; then
+    ok "the seed-noise rule is stated and a sentence per pair says within or beyond seed noise"
+else
+    bad "seed-noise sentences"; sed -n '/Seed noise/,/^Per seed/p' "$md"
+fi
+if grep -qF '| motif | seed | time (s) | final accuracy | avg time per epoch (s) | R_r | A_r | S | best over epochs (epoch), selected on the test set: optimistic |' "$md" &&
+   ! grep -q 'best accuracy (epoch)\|accuracy (best)' "$md" && [ "$(mean_rows "$md" "$g3" | awk -F'|' '$4 ~ /0\.9000/' | wc -l)" -eq 0 ]; then
+    ok "the final accuracy is the result; the best over epochs appears only labelled as selected on the test set"
+else
+    bad "best accuracy labelling"; grep -n 'best' "$md"
+fi
+# a report from 3 seeds still reproduces the paper's arithmetic
+if grep -q '^| 2 | 14307.5 | 0.733 | 47.692 | 0.4331 | 0.0368 | 0.9102 | 0.9100 |$' "$md" &&
+   grep -q '^| 4 | 9209.3 | 0.692 | 30.698 | 0.6351 | 0.0907 | 0.8819 | 0.8864 |$' "$md" &&
+   grep -q '^| 4 | 3 | 0.6200 | 0.6920 | -0.0720 | 0.7667 | 0.6351 | 0.2440 | 0.0907 | 0.7571 | 0.8819 |$' "$md" &&
+   grep -q '^| 2 | 3 | 0.8107 | 0.7330 | +0.0777 | 0.4333 | 0.4331 | 0.0108 | 0.0368 | 0.9336 | 0.9102 |$' "$md"; then
+    ok "3 seeds: the paper's S 0.9102 and 0.8819, and the seed means against the paper"
+else
+    bad "3 seeds against the paper"; sed -n '/Against the paper/,/^## Runs/p' "$md"
+fi
+csv=$h3/summary-by-motif.csv
+if [ "$(wc -l <"$csv" 2>/dev/null)" -eq 4 ] &&
+   head -n 1 "$csv" | grep -q '^study,dataset,network,backend,settings,motif,n_seeds,seeds,final_test_acc_mean,final_test_acc_std,time_s_mean,time_s_std,mean_epoch_s_mean,mean_epoch_s_std,R_r_mean,R_r_std,A_r_mean,A_r_std,S_mean,S_std,n_scored$' &&
+   awk -F, 'function near(a, b) { return (a - b < 1e-6 && b - a < 1e-6) }
+        $6 == 2 && $7 == 3 && $8 == "1 2 3" && near($9, 0.8106667) && near($10, 0.0200333) && near($11, 62.333333) && near($12, 13.650397) &&
+        near($13, 11) && near($14, 1) && near($15, 0.4333333) && near($16, 0.1154701) && near($19, 0.9336333) && near($20, 0.0341512) && $21 == 3 { f = 1 }
+        END { exit !f }' "$csv"; then
+    ok "summary-by-motif.csv: mean and std per motif size"
+else
+    bad "summary-by-motif.csv"; cat "$csv"
+fi
+if grep -qF -- '- `cpu/m8_s2` (diverged): training diverged in epoch 3: the training loss is NaN (lower --lr)' "$md" &&
+   ! group_rows "$md" "$g3" | grep -q '^| 8 |' && ! mean_rows "$md" "$g3" | grep -q '^| 8 |'; then
+    ok "a diverged run: listed with run.json's error, in no table"
+else
+    bad "diverged run"; sed -n '/^## Runs/,$p' "$md"
+fi
+if grep -q '^3,0.820000,0.020000,3,0.810667,0.020033,3,0.620000,0.020000,3$' "$h3/plots/hand-16-8-8-2-cpu-accuracy-mean.csv" 2>/dev/null; then
+    ok "mean test accuracy per epoch over the seeds (plot data)"
+else
+    bad "accuracy-mean plot data"; cat "$h3/plots/hand-16-8-8-2-cpu-accuracy-mean.csv"
+fi
+if [ "$have_gnuplot" -eq 1 ]; then
+    if is_png "$h3/plots/hand-16-8-8-2-cpu-accuracy-mean.png" && grep -q 'plots/hand-16-8-8-2-cpu-accuracy-mean.png' "$md"; then
+        ok "mean accuracy plot"
+    else
+        bad "mean accuracy plot"; ls "$h3/plots"
+    fi
+else
+    skipped "mean accuracy plot: gnuplot absent"
+fi
+# one seed: no std, and the report says so
+md=$h/report.md
+if grep -q '^Seed 1: one seed, so no standard deviation; this report cannot tell a difference between motif sizes from seed noise\.$' "$md" &&
+   [ "$(mean_rows "$md" "Hand, 16-8-8-2, cpu")" = '| 1 | 1 | 0.8000 | 100.0 | 20.000 | 0.0000 | 0.0000 | 0.9000 |
+| 2 | 1 | 0.8000 | 50.000 | 10.000 | 0.5000 | 0.0000 | 0.9500 |
+| 4 | 1 | 0.4000 | 25.000 | 6.667 | 0.7500 | 0.5000 | 0.5250 |' ] &&
+   ! grep -q 'seed noise (larger std' "$md" &&
+   grep -q '^\*\*SGD steps per epoch: 1\*\* (10 training samples, batch 128: the whole training set is one batch), so 4 epochs are 4 SGD steps\.$' "$md"; then
+    ok "one seed: values without std, the report says it cannot tell seed noise; one SGD step per epoch flagged"
+else
+    bad "one-seed report"; sed -n '/^### Hand, 16-8-8-2, cpu/,/^Per seed/p' "$md"
+fi
+
 # --- 2. study.sh on a tiny TOX-171 preset ------------------------------------------------
 shared=${ST_SHARED_DATA:-../shared/data}
 if [ ! -f "$shared/TOX-171.mat" ]; then
@@ -235,14 +372,18 @@ if [ ! -f "$shared/TOX-171.mat" ]; then
 fi
 shared=$(cd "$shared" && pwd -P)
 s=$tmp/study
+# the data path relative to the repository root, as the presets write it (newer
+# run.json files record it resolved to an absolute path)
+reldata=$(realpath --relative-to="$(pwd -P)" "$tmp")/tox.h5
 cat >"$tmp/tiny.preset" <<EOF
 # a tiny study for the test
 name=tiny
-data=$tmp/tox.h5
-prepare=prepare mat --in $shared/TOX-171.mat --out $tmp/tox.h5
+data=$reldata
+prepare=prepare mat --in $shared/TOX-171.mat --out $reldata
 motifs=1 2 4
 hidden=64,64
 epochs=3   # three epochs
+batch=8
 EOF
 
 BIN=$BIN sh scripts/study.sh "$tmp/tiny.preset" --backend cpu --out "$s" --threads 1 --dry-run >"$tmp/dry.out" 2>&1; rc=$?
@@ -266,8 +407,9 @@ else
 fi
 md=$s/report.md
 rows=$(group_rows "$md" "TOX-171, 5748-64-64-4, cpu" 2>/dev/null)
-if [ "$(printf '%s\n' "$rows" | awk -F'|' '{ gsub(/ /, "", $2); printf "%s ", $2 }')" = "1 2 4 " ]; then
-    ok "report.md: a row per motif"
+if [ "$(printf '%s\n' "$rows" | awk -F'|' '{ gsub(/ /, "", $2); printf "%s ", $2 }')" = "1 2 4 " ] &&
+   grep -q '^SGD steps per epoch: 15 (114 training samples in batches of 8, the last of 2), 45 in 3 epochs\.$' "$md"; then
+    ok "report.md: a row per motif, 15 SGD steps per epoch"
 else
     bad "report.md rows"; cat "$md" 2>/dev/null
 fi
@@ -301,7 +443,7 @@ BIN=$BIN sh scripts/study.sh "$tmp/tiny.preset" --backend cpu --out "$s" --threa
 cksum "$s"/cpu/m*_s1/run.json "$s"/cpu/m*_s1/metrics.csv >"$tmp/after"
 if [ "$rc" -eq 0 ] && [ "$(grep -c ': skip .* (finished)$' "$tmp/again.out")" -eq 3 ] &&
    ! grep -q ' train --' "$tmp/again.out" && cmp -s "$tmp/before" "$tmp/after"; then
-    ok "a second study.sh skips the finished runs and changes none"
+    ok "a second study.sh skips the finished runs and changes none (data path relative in the preset, absolute in run.json)"
 else
     bad "second invocation (rc $rc)"; cat "$tmp/again.out"
 fi
@@ -334,5 +476,56 @@ if [ "$rc" -eq 1 ] && grep -q 'bad.preset:5: unknown key "epochz"' "$tmp/bad.out
     ok "an unknown preset key is refused, naming file and line"
 else
     bad "unknown preset key (rc $rc)"; cat "$tmp/bad.out"
+fi
+
+# --seeds: more seeds into the same folder; the report then has a std
+BIN=$BIN sh scripts/study.sh "$tmp/tiny.preset" --backend cpu --out "$s" --threads 1 --quiet --seeds 2 >"$tmp/seeds.out" 2>&1; rc=$?
+n=0
+for m in 1 2 4; do
+    grep -q '"status": "finished"' "$s/cpu/m${m}_s2/run.json" 2>/dev/null && n=$((n + 1))
+done
+if [ "$rc" -eq 0 ] && [ "$n" -eq 3 ] && grep -q 'seeds 2 (--seeds)' "$tmp/seeds.out" &&
+   [ "$(grep -c ' train --data .* --seed 2 ' "$tmp/seeds.out")" -eq 3 ] && ! grep -q ' --seed 1 ' "$tmp/seeds.out" &&
+   grep -q '^Seeds 1, 2 (2 seeds)\.$' "$s/report.md" &&
+   [ "$(mean_rows "$s/report.md" "TOX-171, 5748-64-64-4, cpu" | grep -c '^| [124] | 2 | 0\.[0-9]* ± ')" -eq 3 ] &&
+   grep -q '^# this invocation trained seeds 2 (--seeds)' "$s/study.preset"; then
+    ok "--seeds 2 adds seed 2's runs to the folder; the report has 2 seeds with std"
+else
+    bad "--seeds (rc $rc, $n finished)"; cat "$tmp/seeds.out"
+fi
+BIN=$BIN sh scripts/study.sh "$tmp/tiny.preset" --out "$s" --seeds 'x' --dry-run >"$tmp/seeds.out" 2>&1; rc=$?
+if [ "$rc" -eq 2 ] && grep -q "^study: error: --seeds 'x': expected seeds" "$tmp/seeds.out"; then
+    ok "a malformed --seeds is refused (exit 2)"
+else
+    bad "malformed --seeds (rc $rc)"; cat "$tmp/seeds.out"
+fi
+
+# a run that diverges is kept as a result: the study goes on, reports it, exits 1,
+# and a second invocation neither resumes nor retrains it
+cat >"$tmp/div.preset" <<EOF
+name=div
+data=$reldata
+motifs=1 2
+hidden=16,16
+epochs=2
+batch=8
+lr=1e6
+EOF
+BIN=$BIN sh scripts/study.sh "$tmp/div.preset" --backend cpu --out "$tmp/div" --threads 1 --quiet >"$tmp/div.out" 2>&1; rc=$?
+if [ "$rc" -eq 1 ] && [ "$(grep -c ': diverged (training diverged in epoch' "$tmp/div.out")" -eq 2 ] &&
+   grep -q '^study: error: runs that diverged (listed in the report, not retrained): m1/s1 m2/s1$' "$tmp/div.out" &&
+   grep -q '^- `cpu/m1_s1` (diverged): training diverged in epoch 1' "$tmp/div/report.md"; then
+    ok "diverged runs: the study goes on, the report lists them with the error, exit 1"
+else
+    bad "diverged study (rc $rc)"; cat "$tmp/div.out"
+fi
+cksum "$tmp/div/cpu/m1_s1/run.json" >"$tmp/before"
+BIN=$BIN sh scripts/study.sh "$tmp/div.preset" --backend cpu --out "$tmp/div" --threads 1 --quiet >"$tmp/div.out" 2>&1; rc=$?
+cksum "$tmp/div/cpu/m1_s1/run.json" >"$tmp/after"
+if [ "$rc" -eq 1 ] && [ "$(grep -c ': skip .* (diverged: training diverged' "$tmp/div.out")" -eq 2 ] &&
+   ! grep -q ' train --' "$tmp/div.out" && ! ls -d "$tmp/div/cpu/"*.stale-* >/dev/null 2>&1 && cmp -s "$tmp/before" "$tmp/after"; then
+    ok "a second invocation skips the diverged runs"
+else
+    bad "diverged runs again (rc $rc)"; cat "$tmp/div.out"
 fi
 finish
