@@ -755,7 +755,9 @@ nfin=$(awk -F "$tab" '$1 == "finished"' "$tmp/all.tsv" | wc -l)
                         pm(R[i, 11], R[i, 12], dec(R[i, 11])) " | " pm(R[i, 14], R[i, 15], 4) sc " | " pm(R[i, 17], R[i, 18], 4) sc " | " pm(R[i, 20], R[i, 21], 4) sc " |"
                 }
                 print ""
-                if (k < 2) exit
+                # one seed everywhere: the sentence above says that nothing can be told
+                for (i = 1; i <= k; i++) if (N[i] > 1) several = 1
+                if (k < 2 || !several) exit
                 print "Seed noise (the rule above), motif size against motif size:"
                 print ""
                 for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) {
