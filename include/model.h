@@ -94,6 +94,8 @@ int64_t model_connections(const st_model *mdl);
 
 /* Rebuild t_ptr / t_blk / t_row from row_ptr / col_idx. */
 void layer_build_transpose(st_layer *L);
+/* The same with a cursor of nbc int32 supplied (no allocation). */
+void layer_build_transpose_ws(st_layer *L, int32_t *fill);
 
 /* He-uniform limit sqrt(6 / I) with the dense fan-in I (SET's reference). */
 static inline float layer_init_limit(const st_layer *L)
@@ -135,6 +137,17 @@ int64_t layer_prune_select(const st_layer *L, double zeta, uint8_t *removed,
  * block count is unchanged; returns -1 with err otherwise. */
 int layer_evolve(st_layer *L, int layer, uint64_t seed, int epoch, double zeta,
                  st_evolve_stats *st, char *err);
+
+/* The scratch memory of evolution, allocated once for a model (sized for
+ * its largest sparse layer at this zeta), so that evolving allocates
+ * nothing per epoch; layer_evolve makes a temporary one. */
+typedef struct st_evolve_ws st_evolve_ws;
+st_evolve_ws *evolve_ws_create(const st_model *m, double zeta);
+void evolve_ws_free(st_evolve_ws *ws);
+/* Bytes evolve_ws_create allocates for these largest sizes. */
+uint64_t evolve_ws_bytes(int64_t max_nb, int64_t max_nbc, double zeta);
+int layer_evolve_ws(st_layer *L, int layer, uint64_t seed, int epoch, double zeta,
+                    st_evolve_stats *st, st_evolve_ws *ws, char *err);
 
 #ifdef __cplusplus
 }

@@ -13,55 +13,159 @@
  * from Philox (seed, REGROW_POS, layer, d, epoch); accept it if empty after
  * pruning and not already accepted. The j-th accepted block gets He-uniform
  * weights from Philox (seed, REGROW_W, layer, (j * bs + t) / 4, epoch) and
- * zero momentum; survivors keep weights and momentum. */
+ * zero momentum; survivors keep weights and momentum.
+ *
+ * How (the results are those of the rules above, in any case):
+ *  - prune: the keys (magnitude bits, which order non-negative floats as
+ *    the floats do, then the index) are radix-sorted; the first k marked;
+ *  - regrow: candidates are drawn in windows; a window is radix-sorted by
+ *    (position, draw), checked against the surviving blocks row by row in
+ *    position order (cache-friendly), and merged into the sorted set of
+ *    first occurrences; once it holds n positions, the n with the earliest
+ *    draws are accepted: exactly the first n accepted in draw order;
+ *  - rebuild in place: survivors are compacted to the front, then survivors
+ *    and new blocks are merged from the back (a write never overtakes an
+ *    unread survivor).
+ * All scratch memory is an st_evolve_ws allocated once for a model
+ * (evolve_ws_create): evolution allocates nothing per epoch. */
 #include <math.h>
 
 #include "common.h"
 #include "model.h"
 #include "philox.h"
 
-typedef struct {
-    float key;
-    int32_t idx;
-} keyed;
+struct st_evolve_ws {
+    size_t cap;        /* entries of a and b                              */
+    size_t cap_n;      /* entries of acc_pos and acc_j                    */
+    size_t cap_nb;     /* bytes of removed                                */
+    size_t cap_nbc;    /* entries of fill                                 */
+    uint64_t *a, *b;   /* sort keys and their radix-sort partner          */
+    uint64_t *acc_pos; /* accepted positions, sorted                      */
+    uint32_t *acc_j;   /* their acceptance order                          */
+    uint8_t *removed;
+    int32_t *fill;     /* the transposed index's cursor                   */
+    size_t *count;     /* radix histogram, 65536 entries                  */
+};
 
-static int keyed_cmp(const void *pa, const void *pb)
+static size_t ws_cap_for(int64_t nb, double zeta)
 {
-    const keyed *a = pa, *b = pb;
-    if (a->key < b->key) return -1;
-    if (a->key > b->key) return 1;
-    return (a->idx > b->idx) - (a->idx < b->idx);
+    int64_t n = (int64_t)floor(zeta * (double)nb) + 1;
+    int64_t c = 3 * n + 8192;
+    return (size_t)(c > nb + 1 ? c : nb + 1);
 }
 
-/* Mark the n smallest keys of v[0..len) (ties: lower idx) in removed. */
-static void mark_smallest(keyed *v, int64_t len, int64_t n, uint8_t *removed)
+static st_evolve_ws *ws_alloc(int64_t max_nb, int64_t max_nbc, double zeta)
 {
-    if (n <= 0)
+    st_evolve_ws *ws = st_calloc(1, sizeof *ws, "evolution workspace");
+    ws->cap = ws_cap_for(max_nb, zeta);
+    ws->cap_n = (size_t)floor(zeta * (double)max_nb) + 1;
+    ws->cap_nb = (size_t)max_nb + 1;
+    ws->cap_nbc = (size_t)max_nbc + 1;
+    ws->a = st_malloc(sizeof(uint64_t) * ws->cap, "evolution keys");
+    ws->b = st_malloc(sizeof(uint64_t) * ws->cap, "evolution sort buffer");
+    ws->acc_pos = st_malloc(sizeof(uint64_t) * ws->cap_n, "regrown positions");
+    ws->acc_j = st_malloc(sizeof(uint32_t) * ws->cap_n, "regrown order");
+    ws->removed = st_malloc(ws->cap_nb, "prune marks");
+    ws->fill = st_malloc(sizeof(int32_t) * ws->cap_nbc, "transpose cursor");
+    ws->count = st_malloc(sizeof(size_t) * 65536, "radix histogram");
+    return ws;
+}
+
+st_evolve_ws *evolve_ws_create(const st_model *m, double zeta)
+{
+    int64_t max_nb = 0, max_nbc = 0;
+    for (int l = 0; l < m->n_layers; l++) {
+        const st_layer *L = &m->layers[l];
+        if (L->dense)
+            continue;
+        if (L->nb > max_nb) max_nb = L->nb;
+        if (L->nbc > max_nbc) max_nbc = L->nbc;
+    }
+    return ws_alloc(max_nb, max_nbc, zeta);
+}
+
+uint64_t evolve_ws_bytes(int64_t max_nb, int64_t max_nbc, double zeta)
+{
+    uint64_t cap = ws_cap_for(max_nb, zeta), n = (uint64_t)floor(zeta * (double)max_nb) + 1;
+    return 16 * cap + 12 * n + (uint64_t)max_nb + 4 * (uint64_t)max_nbc + 8 * 65536;
+}
+
+void evolve_ws_free(st_evolve_ws *ws)
+{
+    if (!ws)
         return;
-    qsort(v, (size_t)len, sizeof *v, keyed_cmp);
-    for (int64_t j = 0; j < n; j++)
-        removed[v[j].idx] = 1;
+    free(ws->a);
+    free(ws->b);
+    free(ws->acc_pos);
+    free(ws->acc_j);
+    free(ws->removed);
+    free(ws->fill);
+    free(ws->count);
+    free(ws);
 }
 
-int64_t layer_prune_select(const st_layer *L, double zeta, uint8_t *removed,
-                           st_evolve_stats *st)
+/* Sort x[0..n) ascending on bits [0, bits) (LSD radix, 16-bit digits), using
+ * tmp; returns the array that holds the result (x or tmp). */
+static uint64_t *radix_sort(uint64_t *x, uint64_t *tmp, size_t n, int bits, size_t *count)
+{
+    uint64_t *src = x, *dst = tmp;
+    for (int shift = 0; shift < bits; shift += 16) {
+        memset(count, 0, sizeof(size_t) * 65536);
+        for (size_t i = 0; i < n; i++)
+            count[(src[i] >> shift) & 0xffff]++;
+        if (count[(n ? src[0] >> shift : 0) & 0xffff] == n)
+            continue; /* every key has this digit: the pass would not move anything */
+        size_t sum = 0;
+        for (size_t d = 0; d < 65536; d++) {
+            size_t c = count[d];
+            count[d] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            dst[count[(src[i] >> shift) & 0xffff]++] = src[i];
+        uint64_t *t = src;
+        src = dst;
+        dst = t;
+    }
+    return src;
+}
+
+static uint32_t fbits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+/* Mark the k smallest of the n keys (magnitude bits << 32 | index). */
+static void mark_smallest(st_evolve_ws *ws, size_t n, int64_t k, uint8_t *removed)
+{
+    if (k <= 0)
+        return;
+    uint64_t *s = radix_sort(ws->a, ws->b, n, 64, ws->count);
+    for (int64_t j = 0; j < k; j++)
+        removed[(uint32_t)s[j]] = 1;
+}
+
+static int64_t prune_select_ws(const st_layer *L, double zeta, uint8_t *removed,
+                               st_evolve_stats *st, st_evolve_ws *ws)
 {
     const int bs = L->bi * L->bo;
     memset(removed, 0, (size_t)L->nb);
-    keyed *v = st_malloc(sizeof(keyed) * ((size_t)L->nb + 1), "prune keys");
     int64_t total;
+    uint64_t *v = ws->a;
     if (bs == 1) {
-        int64_t npos = 0, nneg = 0;
+        size_t npos = 0, nneg = 0;
         for (int32_t k = 0; k < L->nb; k++)
             if (L->w[k] > 0.0f)
-                v[npos++] = (keyed){L->w[k], k};
+                v[npos++] = (uint64_t)fbits(L->w[k]) << 32 | (uint32_t)k;
         int64_t rpos = (int64_t)floor(zeta * (double)npos);
-        mark_smallest(v, npos, rpos, removed);
+        mark_smallest(ws, npos, rpos, removed);
         for (int32_t k = 0; k < L->nb; k++)
-            if (L->w[k] < 0.0f)
-                v[nneg++] = (keyed){-L->w[k], k}; /* closest to zero = smallest |w| */
+            if (L->w[k] < 0.0f) /* closest to zero = smallest |w| */
+                v[nneg++] = (uint64_t)fbits(-L->w[k]) << 32 | (uint32_t)k;
         int64_t rneg = (int64_t)floor(zeta * (double)nneg);
-        mark_smallest(v, nneg, rneg, removed);
+        mark_smallest(ws, nneg, rneg, removed);
         st->removed_pos = rpos;
         st->removed_neg = rneg;
         total = rpos + rneg;
@@ -71,33 +175,23 @@ int64_t layer_prune_select(const st_layer *L, double zeta, uint8_t *removed,
             float s = 0.0f;
             for (int t = 0; t < bs; t++)
                 s += fabsf(wk[t]);
-            v[k] = (keyed){s, k};
+            v[k] = (uint64_t)fbits(s) << 32 | (uint32_t)k;
         }
         total = (int64_t)floor(zeta * (double)L->nb);
-        mark_smallest(v, L->nb, total, removed);
+        mark_smallest(ws, (size_t)L->nb, total, removed);
         st->removed_pos = st->removed_neg = 0;
     }
-    free(v);
     st->removed = total;
     return total;
 }
 
-/* Open-addressing set of accepted positions (keys are position + 1). */
-typedef struct {
-    uint64_t *slot;
-    uint64_t mask;
-} posset;
-
-static int posset_insert(posset *s, uint64_t pos)
+int64_t layer_prune_select(const st_layer *L, double zeta, uint8_t *removed,
+                           st_evolve_stats *st)
 {
-    uint64_t key = pos + 1, h = (pos * 0x9E3779B97F4A7C15ull) & s->mask;
-    while (s->slot[h]) {
-        if (s->slot[h] == key)
-            return 0;
-        h = (h + 1) & s->mask;
-    }
-    s->slot[h] = key;
-    return 1;
+    st_evolve_ws *ws = ws_alloc(L->nb, L->nbc, zeta);
+    int64_t n = prune_select_ws(L, zeta, removed, st, ws);
+    evolve_ws_free(ws);
+    return n;
 }
 
 /* Is block column C present and surviving in block row R? */
@@ -114,121 +208,185 @@ static int occupied(const st_layer *L, const uint8_t *removed, int32_t R, int32_
     return lo < L->row_ptr[R + 1] && L->col_idx[lo] == C && !removed[lo];
 }
 
-typedef struct {
-    uint64_t pos;
-    int64_t j; /* acceptance order */
-} accepted;
-
-static int accepted_cmp(const void *pa, const void *pb)
+static int bits_for(uint64_t v) /* bits needed to hold 0..v */
 {
-    const accepted *a = pa, *b = pb;
-    return (a->pos > b->pos) - (a->pos < b->pos);
+    int b = 0;
+    while (b < 64 && (v >> b))
+        b++;
+    return b ? b : 1;
+}
+
+/* The n blocks to regrow: ws->acc_pos[0..n) sorted by position, ws->acc_j
+ * their acceptance order. Returns the number of draws, or -1 (err).
+ * Buffers: U, the sorted first occurrences (pos << dbits | draw), lives in
+ * a[0..nu); each window is drawn into a[nu..nu + w) and sorted with b. A
+ * window asks for 1.25 times the blocks still missing plus 1024, so nu never
+ * exceeds 1.25 n + 1024 and the capacity 3 n + 8192 holds U and a sort's
+ * partner beside it. */
+static int64_t regrow_select(const st_layer *L, int layer, uint64_t seed, int epoch, int64_t n,
+                             const uint8_t *removed, st_evolve_ws *ws, char *err)
+{
+    const uint64_t npos = (uint64_t)L->nbr * (uint64_t)L->nbc;
+    const int pbits = bits_for(npos - 1), dbits = 64 - pbits;
+    const uint64_t dmax = dbits >= 32 ? 0xffffffffull : ((1ull << dbits) - 1);
+    uint64_t *U = ws->a, *B = ws->b;
+    size_t nu = 0;
+    uint64_t d = 0;
+    while ((int64_t)nu < n) {
+        size_t miss = (size_t)(n - (int64_t)nu);
+        size_t w = miss + miss / 4 + 1024;
+        if (nu + w > ws->cap || 2 * (nu + w) > 2 * ws->cap)
+            return st_fail(err, "layer %d: the regrowth window does not fit its workspace", layer);
+        if (d + w > dmax)
+            return st_fail(err, "layer %d: regrowth needs more than %llu candidate draws (a "
+                                "layer this large or this dense is not supported)", layer,
+                           (unsigned long long)dmax);
+        uint64_t *W = U + nu;
+        for (size_t i = 0; i < w; i++) {
+            uint64_t di = d + i;
+            st_u32x4 u = st_rand(seed, ST_STREAM_REGROW_POS, (uint32_t)layer, (uint32_t)di,
+                                 (uint32_t)(di >> 32), (uint32_t)epoch);
+            W[i] = st_below(u.v[0], u.v[1], npos) << dbits | di;
+        }
+        d += w;
+        uint64_t *S = radix_sort(W, B, w, 64, ws->count);
+        /* keep the empty positions; in position order the rows ascend */
+        size_t kept = 0;
+        for (size_t i = 0; i < w; i++) {
+            uint64_t pos = S[i] >> dbits;
+            int32_t R = (int32_t)(pos / (uint64_t)L->nbc), C = (int32_t)(pos % (uint64_t)L->nbc);
+            if (!occupied(L, removed, R, C))
+                S[kept++] = S[i];
+        }
+        if (S != B)
+            memcpy(B, S, sizeof(uint64_t) * kept);
+        /* merge U and the window (in B) backwards into U[0 .. nu + kept) */
+        size_t i = nu, j = kept, o = nu + kept;
+        while (j > 0) {
+            if (i > 0 && U[i - 1] > B[j - 1])
+                U[--o] = U[--i];
+            else
+                U[--o] = B[--j];
+        }
+        /* keep each position's first occurrence (its earliest draw) */
+        size_t m = 0;
+        for (size_t q = 0; q < nu + kept; q++)
+            if (m == 0 || (U[q] >> dbits) != (U[m - 1] >> dbits))
+                U[m++] = U[q];
+        nu = m;
+    }
+    /* the n earliest draws among the first occurrences are the accepted */
+    const uint64_t dmask = dbits >= 64 ? ~0ull : ((1ull << dbits) - 1);
+    for (size_t q = 0; q < nu; q++)
+        B[q] = (U[q] & dmask) << 32 | (uint64_t)q; /* draw, then place in U */
+    uint64_t *Ds = radix_sort(B, U + nu, nu, 32 + bits_for(d), ws->count);
+    uint64_t last_draw = Ds[n - 1] >> 32;
+    /* acceptance order r of the place q; sorted by q, i.e. by position */
+    uint64_t *P = ws->acc_pos;
+    for (int64_t r = 0; r < n; r++)
+        P[r] = (Ds[r] & 0xffffffffull) << 32 | (uint64_t)r;
+    uint64_t *Ps = radix_sort(P, B, (size_t)n, 32 + bits_for(nu), ws->count);
+    for (int64_t r = 0; r < n; r++) {
+        uint64_t x = Ps[r];
+        ws->acc_pos[r] = U[x >> 32] >> dbits;
+        ws->acc_j[r] = (uint32_t)x;
+    }
+    return (int64_t)last_draw + 1;
+}
+
+int layer_evolve_ws(st_layer *L, int layer, uint64_t seed, int epoch, double zeta,
+                    st_evolve_stats *st, st_evolve_ws *ws, char *err)
+{
+    memset(st, 0, sizeof *st);
+    if (L->dense)
+        return 0;
+    if ((size_t)L->nb + 1 > ws->cap_nb || (size_t)L->nbc + 1 > ws->cap_nbc ||
+        ws_cap_for(L->nb, zeta) > ws->cap)
+        return st_fail(err, "layer %d: the evolution workspace is smaller than the layer", layer);
+    const int bs = L->bi * L->bo;
+    const int32_t nb = L->nb;
+    st->blocks_before = nb;
+    uint8_t *removed = ws->removed;
+    int64_t n = prune_select_ws(L, zeta, removed, st, ws);
+    int64_t draws = n > 0 ? regrow_select(L, layer, seed, epoch, n, removed, ws, err) : 0;
+    if (draws < 0)
+        return -1;
+    st->draws = draws;
+    st->regrown = n;
+    const uint64_t *acc_pos = ws->acc_pos;
+    const uint32_t *acc_j = ws->acc_j;
+
+    /* 1. compact the survivors to the front, row by row */
+    int32_t out = 0;
+    for (int32_t R = 0; R < L->nbr; R++) {
+        int32_t k0 = L->row_ptr[R], k1 = L->row_ptr[R + 1];
+        L->row_ptr[R] = out;
+        for (int32_t k = k0; k < k1; k++) {
+            if (removed[k])
+                continue;
+            if (out != k) {
+                L->col_idx[out] = L->col_idx[k];
+                memcpy(L->w + (int64_t)out * bs, L->w + (int64_t)k * bs, sizeof(float) * (size_t)bs);
+                memcpy(L->v + (int64_t)out * bs, L->v + (int64_t)k * bs, sizeof(float) * (size_t)bs);
+            }
+            out++;
+        }
+    }
+    L->row_ptr[L->nbr] = out;
+    if ((int64_t)out + n != nb)
+        return st_fail(err, "layer %d: %d survivors and %lld regrown blocks do not make the %d "
+                            "it had", layer, out, (long long)n, nb);
+    /* 2. merge survivors and new blocks from the back */
+    int64_t o = nb, a = n - 1;
+    for (int32_t R = L->nbr - 1; R >= 0; R--) {
+        const int32_t s_beg = L->row_ptr[R], s_end = L->row_ptr[R + 1];
+        int64_t a_beg = a;
+        while (a_beg >= 0 && acc_pos[a_beg] / (uint64_t)L->nbc == (uint64_t)R)
+            a_beg--;
+        /* new blocks of row R: acc (a_beg, a] */
+        const float lim =
+            layer_init_limit_fanin(L, ((int64_t)(s_end - s_beg) + (a - a_beg)) * L->bi);
+        const int64_t row_end = o;
+        int32_t s = s_end - 1;
+        while (s >= s_beg || a > a_beg) {
+            o--;
+            int32_t cnew = a > a_beg ? (int32_t)(acc_pos[a] % (uint64_t)L->nbc) : -1;
+            if (a > a_beg && (s < s_beg || cnew > L->col_idx[s])) {
+                L->col_idx[o] = cnew;
+                for (int t = 0; t < bs; t++) {
+                    uint64_t e = (uint64_t)acc_j[a] * bs + t;
+                    st_u32x4 u = st_rand(seed, ST_STREAM_REGROW_W, (uint32_t)layer,
+                                         (uint32_t)(e / 4), (uint32_t)(e / 4 >> 32),
+                                         (uint32_t)epoch);
+                    L->w[o * bs + t] = (2.0f * st_u01f(u.v[e % 4]) - 1.0f) * lim;
+                    L->v[o * bs + t] = 0.0f;
+                }
+                a--;
+            } else {
+                if (o != s) {
+                    L->col_idx[o] = L->col_idx[s];
+                    memcpy(L->w + o * bs, L->w + (int64_t)s * bs, sizeof(float) * (size_t)bs);
+                    memcpy(L->v + o * bs, L->v + (int64_t)s * bs, sizeof(float) * (size_t)bs);
+                }
+                s--;
+            }
+        }
+        L->row_ptr[R + 1] = (int32_t)row_end;
+    }
+    L->row_ptr[0] = 0;
+    st->blocks_after = nb;
+    if (o != 0 || a != -1)
+        return st_fail(err, "layer %d: evolution rebuilt %lld blocks of %d", layer,
+                       (long long)(nb - o), nb);
+    layer_build_transpose_ws(L, ws->fill);
+    return 0;
 }
 
 int layer_evolve(st_layer *L, int layer, uint64_t seed, int epoch, double zeta,
                  st_evolve_stats *st, char *err)
 {
-    memset(st, 0, sizeof *st);
-    if (L->dense)
-        return 0;
-    const int bs = L->bi * L->bo;
-    const int32_t nb = L->nb;
-    st->blocks_before = nb;
-    uint8_t *removed = st_malloc((size_t)nb + 1, "prune marks");
-    int64_t n = layer_prune_select(L, zeta, removed, st);
-
-    /* Regrow n blocks at empty positions, in draw order. */
-    const uint64_t npos = (uint64_t)L->nbr * (uint64_t)L->nbc;
-    uint64_t cap = 16;
-    while (cap < 2 * (uint64_t)n + 2)
-        cap <<= 1;
-    posset set = {st_calloc(cap, sizeof(uint64_t), "regrow set"), cap - 1};
-    accepted *acc = st_malloc(sizeof(accepted) * ((size_t)n + 1), "regrow list");
-    int64_t got = 0;
-    uint64_t d = 0;
-    while (got < n) {
-        st_u32x4 u = st_rand(seed, ST_STREAM_REGROW_POS, (uint32_t)layer, (uint32_t)d,
-                             (uint32_t)(d >> 32), (uint32_t)epoch);
-        d++;
-        uint64_t pos = st_below(u.v[0], u.v[1], npos);
-        int32_t R = (int32_t)(pos / (uint64_t)L->nbc), C = (int32_t)(pos % (uint64_t)L->nbc);
-        if (occupied(L, removed, R, C) || !posset_insert(&set, pos))
-            continue;
-        acc[got].pos = pos;
-        acc[got].j = got;
-        got++;
-    }
-    st->draws = (int64_t)d;
-    st->regrown = got;
-    qsort(acc, (size_t)got, sizeof *acc, accepted_cmp);
-
-    /* Merge survivors and new blocks row by row into fresh arrays. */
-    int32_t *ncol = st_malloc(sizeof(int32_t) * (size_t)nb + 1, "evolve col_idx");
-    float *nw = st_malloc(sizeof(float) * (size_t)nb * bs + 1, "evolve weights");
-    float *nv = st_malloc(sizeof(float) * (size_t)nb * bs + 1, "evolve momentum");
-    float lim = layer_init_limit(L);
-    int64_t out = 0, a = 0;
-    for (int32_t R = 0; R < L->nbr; R++) {
-        int32_t k = L->row_ptr[R], kend = L->row_ptr[R + 1];
-        if (L->init == ST_INIT_HE_SPARSE) {
-            /* the row's fan-in after this evolution: survivors and new blocks */
-            int64_t blocks = 0;
-            for (int32_t q = k; q < kend; q++)
-                blocks += !removed[q];
-            for (int64_t b = a; b < got && acc[b].pos / (uint64_t)L->nbc == (uint64_t)R; b++)
-                blocks++;
-            lim = layer_init_limit_fanin(L, blocks * L->bi);
-        }
-        L->row_ptr[R] = (int32_t)out;
-        for (;;) {
-            while (k < kend && removed[k])
-                k++;
-            int have_old = k < kend;
-            int have_new = a < got && acc[a].pos / (uint64_t)L->nbc == (uint64_t)R;
-            if (!have_old && !have_new)
-                break;
-            int32_t cnew = have_new ? (int32_t)(acc[a].pos % (uint64_t)L->nbc) : 0;
-            if (out >= nb) {
-                free(removed); free(set.slot); free(acc); free(ncol); free(nw); free(nv);
-                return st_fail(err, "layer %d: evolution produced more blocks than the %d it had",
-                               layer, nb);
-            }
-            if (have_old && (!have_new || L->col_idx[k] < cnew)) {
-                ncol[out] = L->col_idx[k];
-                memcpy(nw + out * bs, L->w + (int64_t)k * bs, sizeof(float) * (size_t)bs);
-                memcpy(nv + out * bs, L->v + (int64_t)k * bs, sizeof(float) * (size_t)bs);
-                k++;
-            } else {
-                ncol[out] = cnew;
-                for (int t = 0; t < bs; t++) {
-                    uint64_t e = (uint64_t)acc[a].j * bs + t;
-                    st_u32x4 u = st_rand(seed, ST_STREAM_REGROW_W, (uint32_t)layer,
-                                         (uint32_t)(e / 4), (uint32_t)(e / 4 >> 32),
-                                         (uint32_t)epoch);
-                    nw[out * bs + t] = (2.0f * st_u01f(u.v[e % 4]) - 1.0f) * lim;
-                    nv[out * bs + t] = 0.0f;
-                }
-                a++;
-            }
-            out++;
-        }
-    }
-    L->row_ptr[L->nbr] = (int32_t)out;
-    free(removed);
-    free(set.slot);
-    free(acc);
-    st->blocks_after = out;
-    if (out != nb) {
-        free(ncol); free(nw); free(nv);
-        return st_fail(err, "layer %d: block count changed from %d to %lld during evolution",
-                       layer, nb, (long long)out);
-    }
-    free(L->col_idx);
-    free(L->w);
-    free(L->v);
-    L->col_idx = ncol;
-    L->w = nw;
-    L->v = nv;
-    layer_build_transpose(L);
-    return 0;
+    st_evolve_ws *ws = ws_alloc(L->dense ? 0 : L->nb, L->nbc, zeta);
+    int rc = layer_evolve_ws(L, layer, seed, epoch, zeta, st, ws, err);
+    evolve_ws_free(ws);
+    return rc;
 }

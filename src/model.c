@@ -51,6 +51,13 @@ int64_t model_connections(const st_model *mdl)
 
 void layer_build_transpose(st_layer *L)
 {
+    int32_t *fill = st_malloc(sizeof(int32_t) * ((size_t)L->nbc + 1), "transpose cursor");
+    layer_build_transpose_ws(L, fill);
+    free(fill);
+}
+
+void layer_build_transpose_ws(st_layer *L, int32_t *fill)
+{
     int32_t *cnt = L->t_ptr; /* counts first, then prefix sums */
     memset(cnt, 0, sizeof(int32_t) * ((size_t)L->nbc + 1));
     for (int32_t k = 0; k < L->nb; k++)
@@ -58,7 +65,6 @@ void layer_build_transpose(st_layer *L)
     for (int32_t c = 0; c < L->nbc; c++)
         cnt[c + 1] += cnt[c];
     /* Fill in block-row order so each column's list is sorted by row. */
-    int32_t *fill = st_malloc(sizeof(int32_t) * (size_t)L->nbc, "transpose cursor");
     memcpy(fill, cnt, sizeof(int32_t) * (size_t)L->nbc);
     for (int32_t r = 0; r < L->nbr; r++)
         for (int32_t k = L->row_ptr[r]; k < L->row_ptr[r + 1]; k++) {
@@ -66,7 +72,6 @@ void layer_build_transpose(st_layer *L)
             L->t_blk[j] = k;
             L->t_row[j] = r;
         }
-    free(fill);
 }
 
 /* Visit the present block columns of block row r in increasing order; with
