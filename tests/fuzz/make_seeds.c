@@ -267,6 +267,22 @@ static void seed_checkpoint(const char *name, int motif)
     rs.epochs_done = 3;
     rs.best_acc = rs.final_acc = 0.5;
     snprintf(rs.started, sizeof rs.started, "2026-01-01T00:00:00");
+#if ST_CHECKPOINT_FORMAT_VERSION >= 2
+    /* Format 2 carries the run id and the data fingerprint: without them
+     * the reader refuses the seed at once and the fuzzer never gets past. */
+    st_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    float x[24] = {0};
+    int32_t y[3] = {0, 1, 2};
+    ds.n_train = 3;
+    ds.d = 8;
+    ds.k = 3;
+    ds.x_train = x;
+    ds.y_train = y;
+    snprintf(rs.run_id, sizeof rs.run_id, "0123456789abcdef");
+    st_data_fingerprint_of(&ds, &rs.data_fp);
+    rs.has_fingerprint = 1;
+#endif
     snprintf(dir, sizeof dir, "%s/checkpoint", out_dir);
     if (st_mkdirs(dir, err) || checkpoint_save(dir, &cfg, &m, &rs, err)) {
         fprintf(stderr, "make_seeds: %s\n", err);
