@@ -251,7 +251,26 @@ awk -F "$tab" -v OFS="$tab" '
         if (slug in used) slug = slug "-" (++used[slug] + 0)
         used[slug] = 1
         print "g" g, $2, $3, $4, $5, slug
-    }' "$tmp/sorted.tsv" >"$tmp/groups.tsv"
+    }' "$tmp/sorted.tsv" >"$tmp/groups.tsv.1"
+# field 7: where groups share data set, network and backend, the settings that
+# tell them apart ("init he-sparse"), for their headings
+awk -F "$tab" -v OFS="$tab" '
+    { line[NR] = $0; g[NR] = $2 FS $3 FS $5; sig[NR] = $4; cnt[g[NR]]++ }
+    END {
+        for (i = 1; i <= NR; i++) {
+            lab = ""
+            if (cnt[g[i]] > 1) {
+                n = split(sig[i], a, " ")
+                for (q = 1; q <= n; q++) d[q] = 0
+                for (j = 1; j <= NR; j++) if (j != i && g[j] == g[i]) {
+                    split(sig[j], b, " ")
+                    for (q = 1; q <= n; q++) if (a[q] != b[q]) d[q] = 1
+                }
+                for (q = 1; q <= n; q++) if (d[q]) { kv = a[q]; sub(/=/, " ", kv); lab = lab (lab != "" ? ", " : "") kv }
+            }
+            print line[i], lab
+        }
+    }' "$tmp/groups.tsv.1" >"$tmp/groups.tsv"
 
 # --- 3. R_r, A_r, S from settrain score, per group and seed ----------------------
 # scores.tsv: abs R_r A_r S
@@ -269,7 +288,7 @@ score_rows() {
     o=$1; shift
     "$BIN" score --csv "$@" >"$o" 2>"$tmp/score.err"
 }
-while IFS="$tab" read -r gid gd gn gs gb slug; do
+while IFS="$tab" read -r gid gd gn gs gb slug glab; do
     group_runs "$tmp/$gid.runs" "$gd" "$gn" "$gs" "$gb"
     cut -f2 "$tmp/$gid.runs" | LC_ALL=C sort -un >"$tmp/$gid.seeds"
     while IFS= read -r seed; do
@@ -404,7 +423,7 @@ gq() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/''/g")"; }
 printf '0.0 1.0\n0.1 0.9\n1.0 0.0\n' >"$tmp/weights"
 
 plot_failed=""
-while IFS="$tab" read -r gid gd gn gs gb slug; do
+while IFS="$tab" read -r gid gd gn gs gb slug glab; do
     pre="plots/$slug"
     nseed=$(cut -f2 "$tmp/$gid.runs" | LC_ALL=C sort -u | wc -l)
     # titles per run: "m = 2" (or "m = 2 (seed 3)" when there are several seeds),
@@ -488,7 +507,7 @@ while IFS="$tab" read -r gid gd gn gs gb slug; do
     fi
 
     [ "$have_gnuplot" -eq 1 ] || continue
-    title="$gd $gn, $gb"
+    title="$gd $gn, $gb${glab:+ ($glab)}"
     # whole-epoch tics on short runs
     maxep=$(awk -F "$tab" -v d="$gd" -v n="$gn" -v s="$gs" -v b="$gb" \
         '$1 == "finished" && $2 == d && $3 == n && $4 == s && $5 == b && $13 + 0 > m { m = $13 + 0 } END { print m + 0 }' "$tmp/all.tsv")
@@ -693,9 +712,9 @@ nfin=$(awk -F "$tab" '$1 == "finished"' "$tmp/all.tsv" | wc -l)
         echo "No finished runs yet."
         echo
     fi
-    while IFS="$tab" read -r gid gd gn gs gb slug; do
+    while IFS="$tab" read -r gid gd gn gs gb slug glab; do
         nseed=$(cut -f2 "$tmp/$gid.runs" | LC_ALL=C sort -u | wc -l)
-        echo "### $gd, $gn, $gb"
+        echo "### $gd, $gn, $gb${glab:+ ($glab)}"
         echo
         awk -F "$tab" -v d="$gd" -v n="$gn" -v s="$gs" -v b="$gb" '
             $1 == "finished" && $2 == d && $3 == n && $4 == s && $5 == b && !($15 in seen) { seen[$15] = 1; dev = dev (dev ? "; " : "") $15 ; di = $20 }

@@ -363,6 +363,21 @@ if grep -q '^Seed 1: one seed, so no standard deviation; this report cannot tell
 else
     bad "one-seed report"; sed -n '/^### Hand, 16-8-8-2, cpu/,/^Per seed/p' "$md"
 fi
+# two settings of one network in one folder (--init he and he-sparse): two groups,
+# their headings tell them apart
+h4=$tmp/hand4
+mkrun "$h4/he/m1_s1" cpu 1 finished 100 0.80 "40 20 20 20" 1 "" new
+mkrun "$h4/he/m2_s1" cpu 2 finished 50 0.70 "20 10 10 10" 1 "" new
+mkrun "$h4/sparse/m1_s1" cpu 1 finished 100 0.90 "40 20 20 20" 1 "" new
+mkrun "$h4/sparse/m2_s1" cpu 2 finished 50 0.85 "20 10 10 10" 1 "" new
+for f in "$h4"/sparse/*/run.json; do sed 's/"init": "he"/"init": "he-sparse"/' "$f" >"$tmp/rj" && cat "$tmp/rj" >"$f"; done
+if BIN=$BIN GNUPLOT=/nonexistent/gnuplot sh scripts/report.sh "$h4" >"$tmp/r.out" 2>&1 &&
+   [ "$(mean_rows "$h4/report.md" "Hand, 16-8-8-2, cpu (init he)" | cut -d'|' -f2,4 | tr -d ' ' | tr '\n' ' ')" = "1|0.8000 2|0.7000 " ] &&
+   [ "$(mean_rows "$h4/report.md" "Hand, 16-8-8-2, cpu (init he-sparse)" | cut -d'|' -f2,4 | tr -d ' ' | tr '\n' ' ')" = "1|0.9000 2|0.8500 " ]; then
+    ok "groups of one network with other settings: headings name the setting that differs"
+else
+    bad "groups with other settings"; cat "$tmp/r.out"; grep '^###' "$h4/report.md"
+fi
 
 # --- 2. study.sh on a tiny TOX-171 preset ------------------------------------------------
 shared=${ST_SHARED_DATA:-../shared/data}
