@@ -331,6 +331,7 @@ if [ "$(wc -l <"$csv" 2>/dev/null)" -eq 4 ] &&
 else
     bad "summary-by-motif.csv"; cat "$csv"
 fi
+# shellcheck disable=SC2016  # the backquotes are markdown
 if grep -qF -- '- `cpu/m8_s2` (diverged): training diverged in epoch 3: the training loss is NaN (lower --lr)' "$md" &&
    ! group_rows "$md" "$g3" | grep -q '^| 8 |' && ! mean_rows "$md" "$g3" | grep -q '^| 8 |'; then
     ok "a diverged run: listed with run.json's error, in no table"
@@ -527,6 +528,7 @@ batch=8
 lr=1e6
 EOF
 BIN=$BIN sh scripts/study.sh "$tmp/div.preset" --backend cpu --out "$tmp/div" --threads 1 --quiet >"$tmp/div.out" 2>&1; rc=$?
+# shellcheck disable=SC2016  # the backquotes are markdown
 if [ "$rc" -eq 1 ] && [ "$(grep -c ': diverged (training diverged in epoch' "$tmp/div.out")" -eq 2 ] &&
    grep -q '^study: error: runs that diverged (listed in the report, not retrained): m1/s1 m2/s1$' "$tmp/div.out" &&
    grep -q '^- `cpu/m1_s1` (diverged): training diverged in epoch 1' "$tmp/div/report.md"; then
