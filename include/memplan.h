@@ -27,6 +27,7 @@ enum {
     ST_MEM_GRADIENTS,   /* weight and bias gradients                    */
     ST_MEM_EVOLUTION,   /* prune and regrow scratch (largest layer)     */
     ST_MEM_CHECKPOINT,  /* the checkpoint file image built in memory    */
+    ST_MEM_PROCESS,     /* libraries, stacks, heap slack                */
     ST_MEM_COUNT
 };
 
@@ -40,8 +41,8 @@ extern const char *const st_mem_part_names[ST_MEM_COUNT];
 
 /* sizes: n_layers + 1 layer sizes; n_train, n_test, d as loaded. */
 void st_memplan_compute(const int32_t *sizes, int n_layers, int motif, double epsilon,
-                        int batch, double dropout, int64_t n_train, int64_t n_test, int64_t d,
-                        st_memplan *mp);
+                        double zeta, int batch, double dropout, int64_t n_train, int64_t n_test,
+                        int64_t d, st_memplan *mp);
 
 /* Bytes this process may still allocate; *what names the limit ("cgroup
  * memory.max", "MemAvailable", "RLIMIT_AS", or the SETTRAIN_MEMORY_LIMIT

@@ -11,15 +11,16 @@
 
 const char *const st_mem_part_names[ST_MEM_COUNT] = {
     "data", "model (weights, momentum, indices)", "activations (batch x widest layers)",
-    "gradients", "evolution scratch", "checkpoint image"};
+    "gradients", "evolution scratch", "checkpoint image", "the program (libraries, stacks)"};
 
 void st_memplan_compute(const int32_t *sizes, int n_layers, int motif, double epsilon,
-                        int batch, double dropout, int64_t n_train, int64_t n_test, int64_t d,
-                        st_memplan *mp)
+                        double zeta, int batch, double dropout, int64_t n_train, int64_t n_test,
+                        int64_t d, st_memplan *mp)
 {
+    double max_nb = 0, max_nbc = 0;
     memset(mp, 0, sizeof *mp);
     const double ld = (double)((batch + 7) / 8 * 8);
-    double model = 0, act = 0, grad_max = 0, out_max = 0, evo_max = 0;
+    double model = 0, act = 0, grad_max = 0, out_max = 0, evo_max = 0, image = 8.0 * sizes[0];
     for (int l = 0; l < n_layers; l++) {
         const double nin = sizes[l], nout = sizes[l + 1];
         const int bi = motif, bo = (l == n_layers - 1) ? 1 : motif;
@@ -36,13 +37,11 @@ void st_memplan_compute(const int32_t *sizes, int n_layers, int motif, double ep
         mp->connections += (int64_t)llround(nnz);
         /* w, v; col_idx, t_blk, t_row; row_ptr, t_ptr; bias, vbias */
         model += 8 * nnz + 12 * nb + 4 * (nbr + nbc + 2) + 8 * nout;
+        image += 8 * nnz + 4 * nb + 4 * (nbr + 1) + 8 * nout;
         if (nnz > grad_max) grad_max = nnz;
         if (nout > out_max) out_max = nout;
-        /* prune keys (8) and marks (1), regrow hash set (up to 4 zeta nb
-         * slots of 8 bytes) and list (16 per regrown), new col_idx; new
-         * weights and momentum */
-        double evo = p >= 1.0 ? 0 : 8 * nb + nb + 32 * nb + 16 * nb + 4 * nb + 8 * nnz;
-        if (evo > evo_max) evo_max = evo;
+        if (p < 1.0 && nb > max_nb) max_nb = nb;
+        if (p < 1.0 && nbc > max_nbc) max_nbc = nbc;
     }
     for (int l = 0; l <= n_layers; l++) {
         double per = 4.0 * sizes[l] * ld;
@@ -55,9 +54,17 @@ void st_memplan_compute(const int32_t *sizes, int n_layers, int motif, double ep
     mp->part[ST_MEM_MODEL] = (uint64_t)model;
     mp->part[ST_MEM_ACTIVATIONS] = (uint64_t)act;
     mp->part[ST_MEM_GRADIENTS] = (uint64_t)(4 * grad_max + 4 * out_max);
+    /* evolve.c's workspace for the largest sparse layer (allocated once) */
+    evo_max = max_nb > 0 ? (double)evolve_ws_bytes((int64_t)(max_nb * 1.01) + 64,
+                                                   (int64_t)max_nbc, zeta) : 0;
     mp->part[ST_MEM_EVOLUTION] = (uint64_t)evo_max;
-    /* The checkpoint image holds w, v, biases and the forward index. */
-    mp->part[ST_MEM_CHECKPOINT] = (uint64_t)(model * 0.75);
+    /* The checkpoint file is built in memory (HDF5's core driver, grown
+     * in steps whose untouched pages cost nothing) and copied once to be
+     * written: twice its image,
+     * which holds w, v, the forward index and the biases. */
+    mp->part[ST_MEM_CHECKPOINT] = (uint64_t)(2.0 * image);
+    /* the program itself: libraries (HDF5, OpenMP), thread stacks, heap slack */
+    mp->part[ST_MEM_PROCESS] = 32ull << 20;
     for (int i = 0; i < ST_MEM_COUNT; i++)
         mp->total += mp->part[i];
 }

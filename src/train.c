@@ -184,7 +184,8 @@ static int write_run_json(const char *dir, const st_config *c, const st_model *m
         for (int i = 0; i < ST_MEM_COUNT; i++)
             fprintf(f, "\"%s\": %llu, ", i == ST_MEM_DATA ? "data" : i == ST_MEM_MODEL ? "model"
                        : i == ST_MEM_ACTIVATIONS ? "activations" : i == ST_MEM_GRADIENTS ? "gradients"
-                       : i == ST_MEM_EVOLUTION ? "evolution" : "checkpoint",
+                       : i == ST_MEM_EVOLUTION ? "evolution" : i == ST_MEM_CHECKPOINT ? "checkpoint"
+                       : "process",
                     (unsigned long long)x->mem->part[i]);
         fprintf(f, "\"total\": %llu},\n", (unsigned long long)x->mem->total);
     }
@@ -629,8 +630,8 @@ int train_run(const st_config *cfg_in)
                 sizes[i + 1] = cfg.hidden[i];
             sizes[nl] = ds.k;
         }
-        st_memplan_compute(sizes, nl, cfg.motif, cfg.epsilon, cfg.batch, cfg.dropout, n_train,
-                           ds.n_test, ds.d, &mem);
+        st_memplan_compute(sizes, nl, cfg.motif, cfg.epsilon, cfg.zeta, cfg.batch, cfg.dropout,
+                           n_train, ds.n_test, ds.d, &mem);
         uint64_t held = mem.part[ST_MEM_DATA] + (resumed ? mem.part[ST_MEM_MODEL] : 0);
         if (cfg.backend != ST_BACKEND_GPU && st_memplan_check(&mem, held, cfg.batch, err))
             st_die("%s", err);
