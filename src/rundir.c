@@ -172,6 +172,11 @@ static int take_id(const char *s, char *id)
 
 int st_run_id_of_file(const char *path, char *id, char *err)
 {
+    struct stat sb;
+    if (stat(path, &sb) != 0 && errno == ENOENT)
+        return 0;
+    if (st_check_regular_input(path, err)) /* a FIFO would block fopen */
+        return -1;
     FILE *f = fopen(path, "r");
     if (!f) {
         if (errno == ENOENT)

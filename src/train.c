@@ -328,6 +328,8 @@ static void install_stop_handlers(void)
  * before run ids gets the run_id column. Atomic. */
 static int metrics_truncate(const char *path, int epochs_done, const char *run_id, char *err)
 {
+    if (st_check_regular_input(path, err)) /* a FIFO would block fopen */
+        return -1;
     FILE *in = fopen(path, "r");
     if (!in)
         return st_fail(err, "%s: cannot read: %s", path, strerror(errno));

@@ -7,7 +7,8 @@
 # of train --resume and the run.json of a run folder given to score. Each
 # command must end at once (a 20 s limit stands in for "forever") with exit
 # code 1 and one line "settrain: error: PATH: is a FIFO (named pipe), ..."
-# naming the file.
+# naming the file. Also train --resume of a real run whose metrics.csv or
+# run.json is a FIFO (needs the shared lung_small.mat; skipped without it).
 # Prints "test_hostile_inputs: N passed, N failed" and exits non-zero on failure.
 set -u
 BIN=${BUILD:-build}/settrain
@@ -78,5 +79,26 @@ mkfifo "$tmp/scorerun/run.json"
 expect "score RUN_DIR with a FIFO run.json" "$tmp/scorerun/run.json: is a FIFO (named pipe)" \
     "$BIN" score --base 100:0.9 "$tmp/scorerun"
 
-echo "test_hostile_inputs: $pass passed, $fail failed"
+# train --resume of a real run whose metrics.csv, then run.json, is a FIFO
+# (a 1-epoch run on lung_small from the shared data; skipped visibly when
+# the data is absent).
+shared=${ST_SHARED_DATA:-../shared/data}
+if [ -f "$shared/lung_small.mat" ] &&
+    "$BIN" prepare mat --in "$shared/lung_small.mat" --out "$tmp/lung.h5" >/dev/null 2>&1 &&
+    timeout 120 "$BIN" train --data "$tmp/lung.h5" --hidden 8 --epochs 1 --threads 1 \
+        --out "$tmp/run" --quiet >/dev/null 2>&1; then
+    for f in metrics.csv run.json; do
+        mv "$tmp/run/$f" "$tmp/$f.saved"
+        mkfifo "$tmp/run/$f"
+        expect "train --resume with a FIFO $f" "$tmp/run/$f: is a FIFO (named pipe)" \
+            "$BIN" train --resume "$tmp/run" --threads 1 --quiet
+        rm -f "$tmp/run/$f"
+        mv "$tmp/$f.saved" "$tmp/run/$f"
+    done
+else
+    echo "  SKIP train --resume with FIFO run files: no $shared/lung_small.mat (set ST_SHARED_DATA)"
+    skipped=1
+fi
+
+echo "test_hostile_inputs: $pass passed, $fail failed${skipped:+, $skipped skipped}"
 [ "$fail" -eq 0 ]
