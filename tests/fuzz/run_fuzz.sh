@@ -41,10 +41,12 @@ LSAN_OPTIONS="suppressions=$here/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 export LSAN_OPTIONS
 
 # app_frames REPORT: the stack frames of a sanitizer or libFuzzer report,
-# innermost first, without the sanitizer's, libFuzzer's and libc's own.
+# innermost first, without the sanitizer's, libFuzzer's and libc's own (a
+# frame in the fuzz binary without a source line is a sanitizer interceptor
+# such as strdup: the project's code is always built with -g).
 app_frames() {
     grep -E '^ *#[0-9]+ 0x' "$1" |
-        grep -v -E '__interceptor_|__asan|__sanitizer|__lsan|__ubsan|asan::|fuzzer::| in (malloc|calloc|realloc|free|abort|raise|exit) | in __(mem|str|GI_)|sysdeps/|libc\.so|ld-linux| [a-z_-]+/\.\.?/' || true
+        grep -v -E '__interceptor_|__asan|__sanitizer|__lsan|__ubsan|asan::|fuzzer::| in (malloc|calloc|realloc|free|abort|raise|exit) | in __(mem|str|GI_)|sysdeps/|libc\.so|ld-linux| [a-z_-]+/\.\.?/|\(/[^)]*/fuzz_[a-z0-9_]+\+0x' || true
 }
 
 # project_frame REPORT: "function file:line" of the innermost frame in the
