@@ -24,6 +24,23 @@ CFLAGS  ?= -O3 -march=$(CPU_ARCH) -g
 # -Wno-psabi: the static batch-vector helpers in cpu_ops.c never cross an ABI boundary.
 CFLAGS  += -std=gnu99 -Wall -Wextra -Wno-psabi -Iinclude $(HDF5_CFLAGS) $(OMP) -DST_GIT_COMMIT=\"$(GIT_COMMIT)\"
 LDLIBS  += $(HDF5_LIBS) -lmatio -lz -lm $(OMP)
+
+# MPI (optional; src/dist.c): found with pkg-config's mpi-c or mpicc --showme.
+# MPI= builds without it; the GPU bundle (BUNDLE=1) never links it, so that it
+# runs on machines without MPI libraries.
+MPI ?= auto
+ifeq ($(BUNDLE),1)
+MPI :=
+endif
+ifneq ($(strip $(MPI)),)
+MPI_CFLAGS := $(shell pkg-config --cflags mpi-c 2>/dev/null || mpicc --showme:compile 2>/dev/null)
+MPI_LIBS   := $(shell pkg-config --libs mpi-c 2>/dev/null || mpicc --showme:link 2>/dev/null)
+ifneq ($(strip $(MPI_LIBS)),)
+HAVE_MPI := 1
+CFLAGS   += -DST_HAVE_MPI $(MPI_CFLAGS)
+LDLIBS   += $(MPI_LIBS)
+endif
+endif
 # Binaries that travel in the GPU bundle find its lib/ (libmatio, libgomp)
 # first; DT_RPATH (not RUNPATH) so that libmatio's own needs are searched
 # there too.
@@ -76,6 +93,7 @@ $(BUILD)/obj/main.o $(BUILD)/obj/train.o: $(COMMIT_STAMP)
 deps-report:
 	@if [ -n "$(HDF5_LIBS)" ] && printf '#include <hdf5.h>\n' | $(CC) $(HDF5_CFLAGS) -E -x c - >/dev/null 2>&1; then echo "✓ HDF5"; else echo "✗ HDF5 (apt-get install libhdf5-dev)"; fi
 	@if printf '#include <matio.h>\n' | $(CC) -E -x c - >/dev/null 2>&1; then echo "✓ matio"; else echo "✗ matio (apt-get install libmatio-dev)"; fi
+	@if [ "$(HAVE_MPI)" = 1 ]; then echo "✓ MPI: data-parallel training (mpirun -np N settrain train ...)"; else echo "✗ MPI (apt-get install libopenmpi-dev): one process per run"; fi
 	@if [ "$(HAVE_CUDA)" = 1 ]; then echo "✓ CUDA ($(NVCC), $(CUDA_ARCH) + PTX): GPU backend built"; else echo "✗ CUDA: building the CPU backend only"; fi
 
 $(BUILD)/settrain: $(OBJ) $(if $(HAVE_CUDA),$(CU_OBJ))

@@ -5,6 +5,7 @@
 
 #include "common.h"
 #include "dataset.h"
+#include "dist.h"
 #include "score.h"
 #include "train.h"
 
@@ -59,7 +60,8 @@ static int dispatch(int argc, char **argv)
         return ST_EXIT_OK;
     }
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V")) {
-        printf("settrain %s (commit %s)\nbackends: %s\n", ST_VERSION, ST_GIT_COMMIT, ST_BACKENDS);
+        printf("settrain %s (commit %s)\nbackends: %s\nmpi: %s\n", ST_VERSION, ST_GIT_COMMIT,
+               ST_BACKENDS, dist_build_info());
         return ST_EXIT_OK;
     }
     if (!strcmp(cmd, "prepare"))

@@ -25,6 +25,7 @@
 
 #include "backend.h"
 #include "checkpoint.h"
+#include "dist.h"
 #include "common.h"
 #include "memplan.h"
 #include "outfile.h"
@@ -136,6 +137,8 @@ static int write_run_json(const char *dir, const st_config *c, const st_model *m
                           const st_dataset *ds, st_backend *be, const st_run_state *rs,
                           const run_json_extra *x, double mean_epoch_s, char *err)
 {
+    if (!dist_is_root())
+        return 0; /* rank 0 alone writes the run's files */
     char path[4200];
     snprintf(path, sizeof path, "%s/run.json", dir);
     st_outfile o;
@@ -424,6 +427,8 @@ static void save_checkpoint(st_backend *be, const char *dir, const st_config *cf
                             const st_model *m, st_run_state *rs)
 {
     char err[ST_ERRLEN];
+    if (!dist_is_root())
+        return;
 #ifdef ST_HAVE_CUDA
     nvtxRangePushA("checkpoint");
 #endif
@@ -501,9 +506,10 @@ static void open_resumed(st_config *cfg, st_model *model, st_run_state *rs, char
                errno && stat(dir, &sb) != 0 ? strerror(errno) : "not a directory");
     if (access(path, F_OK) != 0)
         st_die("--resume %s: no checkpoint.h5 in that folder", dir);
-    if (st_run_lock(dir, lock_fd, err))
+    if (dist_is_root() && st_run_lock(dir, lock_fd, err))
         st_die("%s", err);
-    remove_stale_temporaries(dir);
+    if (dist_is_root())
+        remove_stale_temporaries(dir);
     st_config saved;
     if (checkpoint_load(path, &saved, model, rs, err))
         st_die("%s", err);
@@ -540,7 +546,7 @@ static void open_new(st_config *cfg, st_run_state *rs, char *dir, size_t n,
         snprintf(dir, n, "results/runs/%s_m%d_s%llu_%s", dataset_name, cfg->motif,
                  (unsigned long long)cfg->seed, stamp);
     }
-    if (st_run_claim(dir, lock_fd, err))
+    if (dist_is_root() && st_run_claim(dir, lock_fd, err))
         st_die("%s", err);
     rs->best_acc = rs->final_acc = NAN;
     time_t now = time(NULL);
@@ -571,6 +577,8 @@ int train_run(const st_config *cfg_in)
     /* From the start: a stop signal while the checkpoint or the data loads
      * ends the process at once (exit 3: nothing to save yet). */
     g_started = 0;
+    if (dist_init(err)) /* MPI, when started by mpirun or srun */
+        st_die("%s", err);
     install_stop_handlers();
 
     /* A resumed run takes its data path and settings from the checkpoint. */
@@ -704,6 +712,8 @@ int train_run(const st_config *cfg_in)
     }
     if (!be && !(be = backend_cpu_create(&model, &ds, &cfg, err)))
         st_die("%s", err);
+    if (dist_active() && dist_wrap_backend(be, err))
+        st_die("%s", err);
 
     /* From here on a stop signal is saved: the run folder is about to be
      * claimed (new run) or its files rewritten (resumed run). */
@@ -715,7 +725,9 @@ int train_run(const st_config *cfg_in)
     char path[4200];
     snprintf(path, sizeof path, "%s/metrics.csv", dir);
     FILE *csv;
-    if (resumed) {
+    if (!dist_is_root()) {
+        csv = fopen("/dev/null", "w"); /* rank 0 alone writes metrics.csv */
+    } else if (resumed) {
         if (metrics_truncate(path, rs.epochs_done, rs.run_id, err))
             st_die("%s", err);
         csv = fopen(path, "a");
@@ -854,7 +866,7 @@ int train_run(const st_config *cfg_in)
                    t2 - t1, ck, (long long)conn, (long long)moved, eta);
             fflush(stdout);
         }
-        if (g_stop && epoch < cfg.epochs) {
+        if (epoch < cfg.epochs && dist_any(g_stop)) { /* every rank stops here */
             status = "interrupted";
             break;
         }
@@ -892,5 +904,6 @@ int train_run(const st_config *cfg_in)
     memset(&g_run, 0, sizeof g_run);
     if (lock_fd >= 0)
         close(lock_fd);
+    dist_finalize();
     return code;
 }

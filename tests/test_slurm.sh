@@ -147,6 +147,13 @@ out=$(SLURM_CPUS_PER_TASK=4 sh $S/train.sbatch --dry-run "$tmp/q" --data d.h5)
 expect "one OpenMP thread per CPU of the task (SLURM_CPUS_PER_TASK)" \
     "build/settrain train --out $tmp/q --backend gpu --checkpoint-every 10 --threads 4 --data d.h5" "$out"
 
+out=$(SLURM_NTASKS=4 sh $S/train.sbatch --dry-run "$tmp/q" --data d.h5)
+expect "several tasks: the ranks are started by srun" \
+    "srun build/settrain train --out $tmp/q --backend gpu --checkpoint-every 10 --data d.h5" "$out"
+out=$(SLURM_NTASKS=2 LAUNCHER="mpirun --bind-to core" sh $S/train.sbatch --dry-run "$tmp/q" --data d.h5)
+expect "  or by LAUNCHER" \
+    "mpirun --bind-to core build/settrain train --out $tmp/q --backend gpu --checkpoint-every 10 --data d.h5" "$out"
+
 out=$(sh $S/train.sbatch --dry-run "$tmp/q" --data "my data.h5")
 expect_has "arguments with spaces are printed quoted" "$out" "--data 'my data.h5'"
 

@@ -241,25 +241,27 @@ fi
 
 # --- 3. two ranks in one allocation ------------------------------------------
 if "$BIN" --version 2>/dev/null | grep -q '^mpi: yes'; then
-    mpi_opts="--hidden 300,300 --epochs 8 --batch 12 --seed 5"
+    # Batch 49: two chunks of the exact reduction, one per rank.
+    mpi_opts="--hidden 300,300 --epochs 8 --batch 49 --seed 5"
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
     run=$tmp/runs/mpi2
     # shellcheck disable=SC2086
     m=$(sbatch --parsable -J st-mpi $node_opts -n 2 -c 1 --time=5 --output="$tmp/mpi.out" \
         scripts/slurm/train.sbatch "$run" --data "$tmp/lung.h5" $mpi_opts)
     jobs="$jobs $m"
     # shellcheck disable=SC2086
-    "$BIN" train --data "$tmp/lung.h5" $mpi_opts --threads 1 --out "$tmp/ref-mpi" --quiet \
-        >/dev/null 2>&1 || bad "the one-rank run"
+    mpirun -np 1 "$BIN" train --data "$tmp/lung.h5" $mpi_opts --threads 1 --out "$tmp/ref-mpi" \
+        --quiet >/dev/null 2>&1 || bad "the one-rank run (mpirun -np 1)"
     if wait_job "$m" 180; then
         expect "mpi: the two-task job completed" "COMPLETED" "$(job_state "$m")"
     else
         bad "mpi: the two-task job finished within 180 s" "state: $(job_state "$m")"
         scancel "$m" 2>/dev/null || true
     fi
-    expect "mpi: run.json records world size 2" "2" \
-        "$(sed -n 's/.*"world_size": *\([0-9]*\).*/\1/p' "$run/run.json" 2>/dev/null | head -n 1)"
+    expect "mpi: run.json records world size 2 and each rank's host" "2 [\"$(hostname -s)\", \"$(hostname -s)\"]" \
+        "$(sed -n 's/.*"world_size": *\([0-9]*\).*"rank_hosts": *\(\[[^]]*\]\).*/\1 \2/p' "$run/run.json" 2>/dev/null | head -n 1)"
     if same_metrics "$run/metrics.csv" "$tmp/ref-mpi/metrics.csv"; then
-        ok "mpi: two ranks' metrics.csv equals the one-rank run's (non-timing columns)"
+        ok "mpi: srun's two ranks give metrics.csv equal to mpirun -np 1's (non-timing columns)"
     else
         bad "mpi: two ranks' metrics.csv equals the one-rank run's" \
             "$(diff "$tmp/ref-mpi/metrics.csv" "$run/metrics.csv" 2>&1 | head -n 6)"

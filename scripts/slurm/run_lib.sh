@@ -16,6 +16,8 @@
 #   BACKEND           settrain --backend (default gpu: a GPU job must not
 #                     quietly train on the CPU)
 #   MAX_RESTARTS      requeue at most this many times (default 100)
+#   LAUNCHER          the MPI launcher of a job with several tasks (default
+#                     srun; set, it is used for one task too)
 # POSIX sh; `set -eu` is the caller's.
 
 SETTRAIN=${SETTRAIN:-build/settrain}
@@ -163,6 +165,14 @@ st_run_task() {
         fi
         set -- "$SETTRAIN" train --out "$dir" --backend "$BACKEND" \
             --checkpoint-every "$CHECKPOINT_EVERY" ${threads:+--threads "$threads"} "$@"
+    fi
+    # Several tasks (sbatch -n N / --ntasks-per-node): one MPI rank each,
+    # started by LAUNCHER (default srun, which passes the signals on to
+    # every rank; e.g. LAUNCHER="srun --mpi=pmix" or "mpirun").
+    if [ "${SLURM_NTASKS:-1}" -gt 1 ] 2>/dev/null || [ -n "${LAUNCHER:-}" ]; then
+        # LAUNCHER split into words on purpose.
+        # shellcheck disable=SC2086
+        set -- ${LAUNCHER:-srun} "$@"
     fi
     if [ "$dry" = 1 ]; then
         st_quote "$@"
