@@ -2,7 +2,10 @@
  * the oracle. Trains the host model in place. Buffers are sized once at
  * creation for the batch size: per layer l, z[l] and a[l] (n_l, ld),
  * delta[l] (n_l, ld), dropout masks for hidden layers, and gradient arrays
- * for the largest layer.
+ * for the largest layer (dense layers' scratch; sparse layers update fused).
+ * Data-parallel batches (backend.h): a flat gradient buffer, a reduce hook,
+ * the update from the buffer. The thread count is measured, not assumed
+ * (adapt_*, below).
  *
  * Legend: B batch, ld = B rounded up to 8, n_l layer widths, L layers. */
 #define _GNU_SOURCE
@@ -21,6 +24,7 @@ typedef struct {
     float **z, **a, **delta, **mask; /* index 0..L (a[0] is the input batch) */
     float *gw, *gb;                  /* largest nnz / largest n_out          */
     int32_t *ybuf;                   /* B labels                             */
+    st_evolve_ws *ews;               /* evolution scratch, allocated once    */
     /* data-parallel batches (backend_cpu_set_data_parallel) */
     st_grad_reduce_fn reduce;
     void *reduce_ctx;
@@ -324,9 +328,10 @@ static int cpu_evaluate(st_backend *be, int split, double *loss_sum, int64_t *co
 static int cpu_evolve(st_backend *be, int epoch, st_evolve_stats *stats, char *err)
 {
     st_model *m = be->model;
+    cpu_impl *c = be->impl;
     for (int l = 0; l < m->n_layers; l++)
-        if (layer_evolve(&m->layers[l], l + 1, be->cfg->seed, epoch, be->cfg->zeta, &stats[l],
-                         err))
+        if (layer_evolve_ws(&m->layers[l], l + 1, be->cfg->seed, epoch, be->cfg->zeta,
+                            &stats[l], c->ews, err))
             return -1;
     return 0;
 }
@@ -384,6 +389,7 @@ static void cpu_destroy(st_backend *be)
     free(c->gb);
     free(c->ybuf);
     free(c->grad);
+    evolve_ws_free(c->ews);
     free(c);
     free(be);
 }
@@ -430,5 +436,6 @@ st_backend *backend_cpu_create(st_model *model, const st_dataset *data, const st
     c->gw = st_malloc(sizeof(float) * (size_t)max_nnz, "weight gradients");
     c->gb = st_malloc(sizeof(float) * (size_t)max_out, "bias gradients");
     c->ybuf = st_malloc(sizeof(int32_t) * (size_t)cfg->batch, "labels");
+    c->ews = evolve_ws_create(model, cfg->zeta); /* SET keeps every layer's size */
     return be;
 }

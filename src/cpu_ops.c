@@ -5,7 +5,18 @@
  * features, bi x bo block shape, nb blocks. Activations are feature-major
  * (n, ld). Each output row (forward, gradient) or input row (backward) is
  * computed by one thread in a fixed order, so results are bitwise identical
- * for any thread count. The inner loops run over the batch and vectorise. */
+ * for any thread count. The inner loops run over the batch and vectorise.
+ *
+ * Sparse layers: register-blocked kernels with the block shape fixed at
+ * compile time (1x1, 2x2, 4x4, 8x8, and m x 1 for the output layer): a tile
+ * of up to 8 vector accumulators stays in registers across a row's index
+ * list (a block's rows unrolled), each weight is broadcast once a tile. The SDDMM sums whole blocks at once (one
+ * transposing reduction for 8 sums) and, fused, applies the momentum step
+ * to each weight as soon as its gradient is summed. Other shapes take a
+ * generic path with the same summation order and explicit FMAs, so both
+ * give the same bits (tests/test_core.c checks it). Per batch there is one
+ * parallel region per layer and phase (dropout and activation are drawn and
+ * applied inside the forward's region). */
 #include "cpu_ops.h"
 
 #include <math.h>
@@ -197,9 +208,13 @@ static void dense_block4(float *out, const float *init, int64_t r0, int nr, cons
 /* ---- register-blocked block kernels ------------------------------------ *
  * A tile keeps RB rows x T vectors (8 T batch columns) of accumulators in
  * registers across a whole index list; every loaded input vector feeds RB
- * rows (RB = the block's rows in a group of at most 4), every weight is
- * broadcast once per tile. Tiles hold 8 accumulators (the FMA latency times
- * two pipes); T = 8 / RB, then T / 2 .. 1 for the rest of ld. Entry k of the
+ * rows, every weight is broadcast once per tile. Tiles hold 8 accumulators
+ * (the FMA latency times two pipes): T = 8 / RB, and one tile for the rest
+ * of ld. Square blocks use RB = 1 with the block's bi (forward) or bo
+ * (backward) rows unrolled: on this project's machine (AVX2, three load
+ * ports) grouping the block's rows (RB = bo) measured slower, the extra
+ * reuse of each input vector not paying for the register pressure; the
+ * backward of m x 1 blocks groups up to 4 inputs. Entry k of the
  * list reads INNER consecutive rows from rows + ri[k] * rstride; the weight
  * of group row r and inner row c is wts[blk * bs + woff + r * WR + c * WC],
  * with blk = k (WI 0: blocks in storage order) or wi[k] (WI 1). */
@@ -274,16 +289,16 @@ static void dense_block4(float *out, const float *init, int64_t r0, int nr, cons
  * outputs, groups of the bi inputs; weight at r * bi + c, i.e. WR 1, WC bi).
  * fw_BIxBO / bw_BIxBO with the group size RB in the name. */
 ST_BLK_ROWS(fw_1x1, 1, 1, 1, 1, 0)
-ST_BLK_ROWS(fw_2x2, 2, 2, 2, 1, 0)
-ST_BLK_ROWS(fw_4x4, 4, 4, 4, 1, 0)
-ST_BLK_ROWS(fw_8x8, 8, 4, 8, 1, 0)
+ST_BLK_ROWS(fw_2x2, 2, 1, 2, 1, 0)
+ST_BLK_ROWS(fw_4x4, 4, 1, 4, 1, 0)
+ST_BLK_ROWS(fw_8x8, 8, 1, 8, 1, 0)
 ST_BLK_ROWS(fw_2x1, 2, 1, 2, 1, 0)
 ST_BLK_ROWS(fw_4x1, 4, 1, 4, 1, 0)
 ST_BLK_ROWS(fw_8x1, 8, 1, 8, 1, 0)
 ST_BLK_ROWS(bw_1x1, 1, 1, 1, 1, 1)
-ST_BLK_ROWS(bw_2x2, 2, 2, 1, 2, 1)
-ST_BLK_ROWS(bw_4x4, 4, 4, 1, 4, 1)
-ST_BLK_ROWS(bw_8x8, 8, 4, 1, 8, 1)
+ST_BLK_ROWS(bw_2x2, 2, 1, 1, 2, 1)
+ST_BLK_ROWS(bw_4x4, 4, 1, 1, 4, 1)
+ST_BLK_ROWS(bw_8x8, 8, 1, 1, 8, 1)
 ST_BLK_ROWS(bw_2x1, 1, 2, 1, 2, 1)
 ST_BLK_ROWS(bw_4x1, 1, 4, 1, 4, 1)
 ST_BLK_ROWS(bw_8x1, 1, 4, 1, 8, 1)
@@ -304,13 +319,14 @@ static blk_rows_fn blk_kernel(int bi, int bo, int backward, int *rb)
     if (st_generic_only)
         return NULL;
     static const struct { int bi, bo, rb; blk_rows_fn fw, bw; } k[] = {
-        {1, 1, 1, fw_1x1, bw_1x1}, {2, 2, 2, fw_2x2, bw_2x2}, {4, 4, 4, fw_4x4, bw_4x4},
-        {8, 8, 4, fw_8x8, bw_8x8}, {2, 1, 1, fw_2x1, bw_2x1}, {4, 1, 1, fw_4x1, bw_4x1},
-        {8, 1, 1, fw_8x1, bw_8x1}};
+        {1, 1, 1, fw_1x1, bw_1x1}, {2, 2, 1, fw_2x2, bw_2x2}, {4, 4, 1, fw_4x4, bw_4x4},
+        {8, 8, 1, fw_8x8, bw_8x8}, {2, 1, 2, fw_2x1, bw_2x1}, {4, 1, 4, fw_4x1, bw_4x1},
+        {8, 1, 4, fw_8x1, bw_8x1}};
     for (size_t j = 0; j < sizeof k / sizeof k[0]; j++)
         if (k[j].bi == bi && k[j].bo == bo) {
-            /* forward groups the bo outputs; backward groups the bi inputs */
-            *rb = backward ? (bi < 4 ? bi : 4) : k[j].rb;
+            /* rows a group: 1 but for the backward of m x 1 blocks, whose
+             * single-entry lists share each delta load among the inputs */
+            *rb = backward ? k[j].rb : 1;
             return backward ? k[j].bw : k[j].fw;
         }
     return NULL;
