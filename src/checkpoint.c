@@ -509,13 +509,10 @@ int checkpoint_load(const char *path, st_config *cfg, st_model *m, st_run_state 
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     memset(m, 0, sizeof *m);
-    if (dataset_check_input(path, err))
+    /* regular file, not empty, not locked by a writer, an HDF5 file */
+    hid_t file = h5u_open_read(path, err);
+    if (file < 0)
         return -1;
-    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (file < 0) {
-        char msg[256];
-        return st_fail(err, "%s: not an HDF5 file or truncated (%s)", path, h5u_message(msg));
-    }
     hid_t g = -1;
     int rc = -1;
     int64_t v;

@@ -228,6 +228,10 @@ else
     skp "first-checkpoint case: cannot mount a tmpfs here"
 fi
 
+: >"$tmp/empty.h5"
+"$BIN" eval --model "$tmp/empty.h5" --data "$tmp/d.h5" >/dev/null 2>"$tmp/err"; rc=$?
+one_error "an empty checkpoint is called empty" 'is empty'
+
 # --- full standard output ------------------------------------------------------
 if [ -w /dev/full ]; then
     "$BIN" eval --model "$tmp/run/checkpoint.h5" --data "$tmp/d.h5" >/dev/full 2>"$tmp/err"; rc=$?
