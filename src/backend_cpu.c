@@ -217,8 +217,16 @@ int backend_cpu_batch_grad(st_backend *be, int epoch, int batch_index, const int
         memset(grad, 0, sizeof(float) * (size_t)backend_cpu_grad_size(be));
         return 0;
     }
+    /* The shard runs at the stride of its own columns (rounded up to 8), not
+     * the whole batch's: padding columns cost as much as samples. Buffers
+     * sized for the batch hold any smaller stride; per-column results do not
+     * depend on it. */
+    cpu_impl *c = be->impl;
+    const int ld_batch = c->ld;
+    c->ld = round8(hi - lo);
     load_batch(be, rows + lo, hi - lo);
     batch_pass(be, epoch, batch_index, lo, hi - lo, n_batch, grad, loss_sum, correct);
+    c->ld = ld_batch;
     return 0;
 }
 

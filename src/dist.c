@@ -234,6 +234,8 @@ static struct {
     int64_t *acc;        /* gn + 4                                       */
     float **ea, **ez;    /* evaluation buffers (sizes[l], CHUNK), 0..L  */
     int L;
+    double t_reduce;     /* seconds in the batches' MPI_Allreduce        */
+    int64_t n_reduce;    /* batches reduced                              */
 } D;
 
 static const double FIX = 4294967296.0;       /* 2^ST_DIST_FIXED_BITS */
@@ -260,7 +262,10 @@ static int add_fixed(int64_t *restrict acc, const float *restrict g, int64_t n)
             bad = 1;
             continue;
         }
-        acc[i] += (int64_t)llrint((double)x * FIX);
+        /* x 2^32 is exact in float (|x| < 2^23); lrintf rounds it to the
+         * integer nearest, as llrint((double)x * 2^32) would, in one
+         * instruction. */
+        acc[i] += (int64_t)lrintf(x * 4294967296.0f);
     }
     return bad;
 }
@@ -303,10 +308,13 @@ static int dist_train_epoch(st_backend *be, int epoch, const int64_t *perm, int6
         }
         acc[gn + 2] = *stop ? 1 : 0;
         acc[gn + 3] = bad;
+        const double t0 = MPI_Wtime();
         if (MPI_Allreduce(MPI_IN_PLACE, acc, (int)(gn + 4), MPI_INT64_T, MPI_SUM,
                           MPI_COMM_WORLD) != MPI_SUCCESS)
             return st_fail(err, "the gradient reduction of batch %d of epoch %d failed",
                            batch_index, epoch);
+        D.t_reduce += MPI_Wtime() - t0; /* includes waiting for the slowest rank */
+        D.n_reduce++;
         if (acc[gn + 3]) {
             /* Diverged: no update; the NaN loss stops the run after the
              * epoch on every rank (train.c), before any checkpoint. */
@@ -420,9 +428,11 @@ static void dist_describe(st_backend *be, char *buf, size_t n)
         return;
     snprintf(buf + len, n - len,
              ", \"mpi\": \"%s\", \"world_size\": %d, \"dist_chunk\": %d, "
-             "\"reduce_bytes_per_batch\": %lld, %s",
+             "\"reduce_bytes_per_batch\": %lld, \"batches_reduced\": %lld, "
+             "\"reduce_s_total\": %.6f, %s",
              (dist_build_info(), g_libname), g_size, ST_DIST_CHUNK,
-             (long long)dist_bytes_per_batch(be), g_hosts_json);
+             (long long)dist_bytes_per_batch(be), (long long)D.n_reduce, D.t_reduce,
+             g_hosts_json);
 }
 
 static void dist_destroy(st_backend *be)

@@ -12,14 +12,18 @@
 #    with metrics equal to the uninterrupted N = 1 run, every epoch once;
 #  - ranks that drift apart (SETTRAIN_DIST_FAULT changes one weight on one
 #    rank) are caught after the evolution: one error naming layer and epoch.
-# (tests/test_dist.c compares the N = 1, 2, 3 checkpoints weight for weight.)
+# Metrics printed to 6 decimals are a weak check of bit equality (per-rank
+# float shard sums, which round differently for every N, still agree there
+# for 20 epochs, and only the 40-epoch resume case below catches them):
+# tests/test_dist.c compares the N = 1, 2, 3 checkpoints weight for weight.
 # Skipped visibly when the build has no MPI, mpirun is missing or the shared
 # data is absent. Prints "test_mpi: N passed, N failed, N skipped".
 # Usage: BUILD=build sh tests/test_mpi.sh   (from the repository root)
 set -eu
 
 cd "$(dirname "$0")/.."
-BIN=$(pwd)/${BUILD:-build}/settrain
+BIN=${BUILD:-build}/settrain
+case "$BIN" in /*) ;; *) BIN=$(pwd)/$BIN ;; esac
 shared=${ST_SHARED_DATA:-../shared/data}
 pass=0
 fail=0
@@ -80,11 +84,11 @@ opts="--data $tmp/tox.h5 --hidden 200,200 --batch 100 --seed 5 --threads 1 --qui
 # --- N = 1, 2, 3 -------------------------------------------------------------
 for n in 1 2 3; do
     # shellcheck disable=SC2086
-    mpi "$n" train $opts --epochs 5 --out "$tmp/n$n" >"$tmp/n$n.log" 2>&1 ||
+    mpi "$n" train $opts --epochs 10 --out "$tmp/n$n" >"$tmp/n$n.log" 2>&1 ||
         bad "mpirun -np $n train" "$(tail -n 5 "$tmp/n$n.log")"
 done
 ref=$(cols "$tmp/n1/metrics.csv")
-expect "5 epochs at N = 1" "6" "$(printf '%s\n' "$ref" | grep -c '^')"
+expect "10 epochs at N = 1" "11" "$(printf '%s\n' "$ref" | grep -c '^')"
 if [ -n "$ref" ] && [ "$ref" = "$(cols "$tmp/n2/metrics.csv")" ]; then
     ok "N = 2: metrics.csv equals N = 1's bit for bit (non-timing columns, connections included)"
 else

@@ -27,7 +27,8 @@ set -eu
 
 cd "$(dirname "$0")/.."
 root=$(pwd)
-BIN=$root/${BUILD:-build}/settrain
+BIN=${BUILD:-build}/settrain
+case "$BIN" in /*) ;; *) BIN=$root/$BIN ;; esac
 shared=${ST_SHARED_DATA:-../shared/data}
 pass=0
 fail=0
