@@ -25,6 +25,11 @@
 #           with settrain train --threads 1 (wall clock).
 # torch is installed from PyPI into build/bench/venv on the first run (the
 # build and the tests never need it); NO_TORCH=1 skips that section.
+#   threads settrain m = 1 beside one busy process, REPEATS (3) times in
+#           turn: --threads 1, --threads 2, and --threads 2 with the measured
+#           choice of the thread count off (SETTRAIN_ADAPT_THREADS=0).
+# SECTIONS="kernel e2e torch ref threads" (the default) picks sections;
+# THREAD_NETS (default 1000,1000) the networks of the threads section.
 # Writes results/bench/compare-<date>-<commit>.csv (one row per measurement,
 # with CPU, threads, load average and commit) and prints the table.
 # Usage: scripts/bench_cpu_compare.sh [DATA.h5]   (default data/fmnist.h5; made if absent)
@@ -37,15 +42,16 @@ DATA=${1:-data/fmnist.h5}
 ROUNDS=${ROUNDS:-5}
 TRAIN_LIMIT=${TRAIN_LIMIT:-12800}
 MOTIFS=${MOTIFS:-"1 2 4 8"}
+SECTIONS=${SECTIONS:-"kernel e2e torch ref threads"}
+has() { case " $SECTIONS " in *" $1 "*) return 0 ;; esac; return 1; }
 NETS=${NETS:-"3000,3000,3000 1000,1000"}
 [ -x "$BIN" ] || make BUILD="$BUILD" NVCC=
 [ -f "$DATA" ] || "$BIN" prepare fmnist --out "$DATA"
-# the kernel benchmark, linked against the same objects as settrain
-objs=$(ls "$BUILD"/obj/*.o | grep -v '/main\.o$' | grep -v '/cu_')
+# the kernel benchmark, linked against settrain's own objects of the kernels
+objs=
+for o in cpu_ops model evolve common; do objs="$objs $BUILD/obj/$o.o"; done
 ${CC:-cc} -O3 -march="${CPU_ARCH:-native}" -std=gnu99 -Wall -Wno-psabi -Iinclude -fopenmp \
-    -o "$BUILD/bench_cpu" tests/bench_cpu.c $objs \
-    $(pkg-config --libs hdf5 2>/dev/null || echo -L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5) \
-    -lmatio -lz -lm
+    -o "$BUILD/bench_cpu" tests/bench_cpu.c $objs -lm
 commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD -- src include tests/bench_cpu.c 2>/dev/null || commit="$commit-dirty"
 cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
@@ -66,7 +72,7 @@ row() { echo "$1,$2,$3,$4,$5,$6,$7,$8,$(load)" >> "$work/rows.csv"; }
 # --- kernel: one thread, CPU time ------------------------------------------
 # network names: 784-H-..-10 (the CSV has no quoted fields)
 netname() { echo "784,$1,10" | tr , -; }
-for net in $NETS; do
+has kernel && for net in $NETS; do
     echo "bench: kernels $net (one thread, $ROUNDS rounds)" >&2
     OMP_NUM_THREADS=1 "$BUILD/bench_cpu" "$net" 128 "$ROUNDS" $MOTIFS > "$work/k.csv"
     nn=$(netname "$net")
@@ -85,13 +91,13 @@ done
 # --- e2e: settrain, wall clock ----------------------------------------------
 # e2e NET MOTIF THREADS COMP EPS BATCH LIMIT NAME
 e2e() {
-    d="$work/run_$8_$2_$3_$4"
+    d="$work/run_$8_$(netname "$1")_$2_$3_$4"
     "$BIN" train --data "$DATA" --hidden "$1" --motif "$2" --threads "$3" --epsilon "$5" \
         --batch "$6" --train-limit "$7" --epochs 2 --backend cpu --quiet --out "$d" >/dev/null
     # epoch 2: training time scaled to 60000 samples
     tail -n 1 "$d/metrics.csv" | awk -F, -v lim="$7" '{ printf "%.4f %d %.4f %.4f\n", $6 * 60000 / lim, $10, $7, $8 }'
 }
-for comp in no yes; do
+has e2e && for comp in no yes; do
     [ "$comp" = yes ] && competitor_on
     for net in $NETS; do
         for m in $MOTIFS; do
@@ -109,7 +115,7 @@ for comp in no yes; do
 done
 
 # --- torch --------------------------------------------------------------------
-if [ "${NO_TORCH:-0}" != 1 ]; then
+if has torch && [ "${NO_TORCH:-0}" != 1 ]; then
     PY=build/bench/venv/bin/python
     if ! [ -x "$PY" ] || ! "$PY" -c 'import torch' 2>/dev/null; then
         echo "bench: installing torch into build/bench/venv (PyPI, once)" >&2
@@ -127,6 +133,7 @@ if [ "${NO_TORCH:-0}" != 1 ]; then
 fi
 
 # --- reference configurations -----------------------------------------------
+if has ref; then
 echo "bench: reference configurations A, B (kernels, one thread, CPU time)" >&2
 BENCH_EPS=13 OMP_NUM_THREADS=1 "$BUILD/bench_cpu" 1000,1000,1000 40 "$ROUNDS" 1 > "$work/ra.csv"
 BENCH_EPS=13 OMP_NUM_THREADS=1 "$BUILD/bench_cpu" 3000,3000,3000 40 "$ROUNDS" 1 > "$work/rb.csv"
@@ -138,6 +145,29 @@ read -r conn t < "$work/rb"; row ref B 1 1 no "$conn" "$t" train_epoch
 echo "bench: reference configuration A (settrain --threads 1, wall clock)" >&2
 set -- $(e2e 1000,1000,1000 1 1 no 13 40 2000 A)
 row ref A 1 1 no "$2" "$(echo "$1" | awk '{ printf "%.4f", $1 * 2000 / 60000 }')" train_epoch_wall
+fi
+
+# --- threads: interleaved repeats beside one busy process ---------------------
+# 1 thread, 2 threads (measured choice), 2 threads with the choice off
+# (SETTRAIN_ADAPT_THREADS=0: OpenMP as it comes), REPEATS times in turn.
+if has threads; then
+    competitor_on
+    for rep in $(seq "${REPEATS:-3}"); do
+        for net in ${THREAD_NETS:-1000,1000}; do
+            for mode in 1 2 2fixed; do
+                t=${mode%fixed}
+                echo "bench: threads $net m 1 $mode beside a busy process ($rep)" >&2
+                if [ "$mode" = 2fixed ]; then
+                    set -- $(SETTRAIN_ADAPT_THREADS=0 e2e "$net" 1 "$t" "yes$rep$mode" 20 128 "$TRAIN_LIMIT" T)
+                else
+                    set -- $(e2e "$net" 1 "$t" "yes$rep$mode" 20 128 "$TRAIN_LIMIT" T)
+                fi
+                row threads "$(netname "$net")" 1 "$mode" "yes$rep" "$2" "$1" train_epoch
+            done
+        done
+    done
+    competitor_off
+fi
 
 {
     echo "# settrain CPU comparison: cpu \"$cpu\" ($isa), cores $(nproc), commit $commit, $(date -u +%Y-%m-%dT%H:%M:%SZ), load average at start $(head -2 "$work/rows.csv" | tail -1 | awk -F, '{ print $NF }')"
@@ -185,6 +215,14 @@ awk -F, -v cpu="$cpu" -v isa="$isa" -v commit="$commit" -v motifs="$MOTIFS" -v n
         printf "A 784-1000-1000-1000-10 eps 13 batch 40, 2000 samples: settrain %.4f s, reference 0.70-0.93 s: %.0f-%.0fx\n", a, 0.70 / a, 0.93 / a
         printf "B 784-3000-3000-3000-10 eps 13 batch 40, 60000 samples: settrain %.3f s, reference 63-94 s: %.0f-%.0fx\n", bb, 63 / bb, 94 / bb
         printf "(A with settrain train --threads 1, wall clock, load average %s: %.4f s)\n", lmax["ref"], aw
+        printf "\n5. Beside one busy process, m = 1, wall clock, s of training per epoch, runs in turn (load average %s-%s)\n", lmin["threads"], lmax["threads"]
+        printf "%-20s %4s %9s %9s %12s %7s %12s\n", "network", "rep", "1 thread", "2 threads", "2, choice off", "2t/1t", "off/1t"
+        for (i = 1; i <= nn; i++) for (r = 1; r <= 20; r++) {
+            b = "threads" SUBSEP N[i] SUBSEP 1 SUBSEP
+            t1 = v[b 1 SUBSEP "yes" r SUBSEP "train_epoch"]; t2 = v[b 2 SUBSEP "yes" r SUBSEP "train_epoch"]
+            tf = v[b "2fixed" SUBSEP "yes" r SUBSEP "train_epoch"]
+            if (t1 != "") printf "%-20s %4d %9.3f %9.3f %12.3f %7.2f %12.2f\n", N[i], r, t1, t2, tf, t2 / t1, tf / t1
+        }
     }' "$out" | tee "$work/table.txt"
 cp "$work/table.txt" "${out%.csv}.txt"
 echo "written: $out ${out%.csv}.txt"
