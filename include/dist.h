@@ -37,7 +37,13 @@
 extern "C" {
 #endif
 
-#define ST_DIST_CHUNK 32      /* samples per chunk of a batch               */
+#ifndef ST_DIST_CHUNK
+/* 64: the widest register tile of the CPU kernels (8 vectors of 8), so a
+ * chunk costs per sample what a whole batch does; more ranks than
+ * ceil(B / 64) leave some idle. */
+#define ST_DIST_CHUNK 64      /* samples per chunk of a batch               */
+#endif
+#define ST_DIST_EVAL_CHUNK 128 /* test samples per chunk of the evaluation  */
 #define ST_DIST_FIXED_BITS 32 /* fixed-point fraction bits of the reduction */
 
 /* Starts MPI when launched by an MPI launcher (SETTRAIN_MPI=0 never starts

@@ -242,10 +242,10 @@ static const double FIX = 4294967296.0;       /* 2^ST_DIST_FIXED_BITS */
 static const double FIX_INV = 1.0 / 4294967296.0;
 static const float GRAD_MAX = 8388608.0f;     /* 2^23 */
 
-/* The chunks of a batch of B samples that this rank computes. */
-static void my_chunks(int64_t B, int64_t *c0, int64_t *c1)
+/* The chunks (of `chunk` samples) of B samples that this rank computes. */
+static void my_chunks(int64_t B, int chunk, int64_t *c0, int64_t *c1)
 {
-    const int64_t k = (B + ST_DIST_CHUNK - 1) / ST_DIST_CHUNK;
+    const int64_t k = (B + chunk - 1) / chunk;
     *c0 = k * g_rank / g_size;
     *c1 = k * (g_rank + 1) / g_size;
 }
@@ -291,7 +291,7 @@ static int dist_train_epoch(st_backend *be, int epoch, const int64_t *perm, int6
     for (; s < n; s += bs, batch_index++) {
         const int B = (int)(n - s < bs ? n - s : bs);
         int64_t c0, c1;
-        my_chunks(B, &c0, &c1);
+        my_chunks(B, ST_DIST_CHUNK, &c0, &c1);
         memset(acc, 0, sizeof(int64_t) * (size_t)(gn + 4));
         int bad = 0;
         for (int64_t c = c0; c < c1 && !bad; c++) {
@@ -343,17 +343,17 @@ static int dist_evaluate(st_backend *be, int split, double *loss_sum, int64_t *c
 {
     const st_dataset *ds = be->data;
     const st_model *m = be->model;
-    const int L = m->n_layers, K = m->sizes[L], ld = ST_DIST_CHUNK;
+    const int L = m->n_layers, K = m->sizes[L], ld = ST_DIST_EVAL_CHUNK;
     const float *x = split ? ds->x_test : ds->x_train;
     const int32_t *y = split ? ds->y_test : ds->y_train;
     const int64_t n = split ? ds->n_test : ds->n_train, d = ds->d;
     int64_t c0, c1;
-    my_chunks(n, &c0, &c1);
+    my_chunks(n, ST_DIST_EVAL_CHUNK, &c0, &c1);
     int64_t acc[3] = {0, 0, 0};
     int bad = 0;
     for (int64_t c = c0; c < c1; c++) {
-        const int64_t lo = c * ST_DIST_CHUNK;
-        const int B = (int)(n - lo < ST_DIST_CHUNK ? n - lo : ST_DIST_CHUNK);
+        const int64_t lo = c * ST_DIST_EVAL_CHUNK;
+        const int B = (int)(n - lo < ST_DIST_EVAL_CHUNK ? n - lo : ST_DIST_EVAL_CHUNK);
         float *a0 = D.ea[0];
 #pragma omp parallel for schedule(static)
         for (int64_t f = 0; f < d; f++) {
@@ -475,7 +475,7 @@ int dist_wrap_backend(st_backend *be, char *err)
     D.ea = st_calloc((size_t)D.L + 1, sizeof(float *), "evaluation buffers");
     D.ez = st_calloc((size_t)D.L + 1, sizeof(float *), "evaluation buffers");
     for (int l = 0; l <= D.L; l++) {
-        const size_t sz = sizeof(float) * (size_t)m->sizes[l] * ST_DIST_CHUNK;
+        const size_t sz = sizeof(float) * (size_t)m->sizes[l] * ST_DIST_EVAL_CHUNK;
         D.ea[l] = st_calloc(1, sz, "evaluation activations");
         if (l > 0)
             D.ez[l] = st_calloc(1, sz, "evaluation pre-activations");

@@ -1,7 +1,8 @@
 #!/bin/sh
 # test_mpi.sh: data-parallel training with mpirun (Open MPI), on TOX-171
-# (114 training samples, batch 100: batches of 100 and 14 samples, i.e.
-# chunks of 32+32+32+4 and 14 for the exact reduction):
+# split 90/10 (153 training samples, batch 150: batches of 150 and 3
+# samples, i.e. chunks of 64+64+22 and 3 for the exact reduction: at N = 3
+# every rank has a chunk of the first batch, one rank the second):
 #  - N = 1, 2, 3 ranks give bit-identical metrics.csv (non-timing columns),
 #    and the same connection count every epoch;
 #  - rank 0 alone writes: the run folder holds one metrics.csv, run.json and
@@ -78,8 +79,8 @@ rows() {
     echo "${r:-0}"
 }
 
-"$BIN" prepare mat --in "$shared/TOX-171.mat" --out "$tmp/tox.h5" >/dev/null
-opts="--data $tmp/tox.h5 --hidden 200,200 --batch 100 --seed 5 --threads 1 --quiet --backend cpu"
+"$BIN" prepare mat --in "$shared/TOX-171.mat" --out "$tmp/tox.h5" --test-fraction 0.1 >/dev/null
+opts="--data $tmp/tox.h5 --hidden 200,200 --batch 150 --seed 5 --threads 1 --quiet --backend cpu"
 
 # --- N = 1, 2, 3 -------------------------------------------------------------
 for n in 1 2 3; do

@@ -241,19 +241,21 @@ else
 fi
 
 # --- 3. two ranks in one allocation ------------------------------------------
-if "$BIN" --version 2>/dev/null | grep -q '^mpi: yes'; then
-    # Batch 49: two chunks of the exact reduction, one per rank.
-    mpi_opts="--hidden 300,300 --epochs 8 --batch 49 --seed 5"
+if "$BIN" --version 2>/dev/null | grep -q '^mpi: yes' && [ -f "$shared/TOX-171.mat" ]; then
+    # TOX-171 split 90/10 (153 training samples), batch 128: two chunks of
+    # the exact reduction, one per rank.
+    "$BIN" prepare mat --in "$shared/TOX-171.mat" --out "$tmp/tox.h5" --test-fraction 0.1 >/dev/null
+    mpi_opts="--hidden 200,200 --epochs 8 --batch 128 --seed 5"
     # (mpirun as root; Open MPI's own allocations are not ours to leak-check)
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
     export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
     run=$tmp/runs/mpi2
     # shellcheck disable=SC2086
     m=$(sbatch --parsable -J st-mpi $node_opts -n 2 -c 1 --time=5 --output="$tmp/mpi.out" \
-        scripts/slurm/train.sbatch "$run" --data "$tmp/lung.h5" $mpi_opts)
+        scripts/slurm/train.sbatch "$run" --data "$tmp/tox.h5" $mpi_opts)
     jobs="$jobs $m"
     # shellcheck disable=SC2086
-    mpirun -np 1 "$BIN" train --data "$tmp/lung.h5" $mpi_opts --threads 1 --out "$tmp/ref-mpi" \
+    mpirun -np 1 "$BIN" train --data "$tmp/tox.h5" $mpi_opts --threads 1 --out "$tmp/ref-mpi" \
         --quiet >/dev/null 2>&1 || bad "the one-rank run (mpirun -np 1)"
     if wait_job "$m" 180; then
         expect "mpi: the two-task job completed" "COMPLETED" "$(job_state "$m")"
@@ -271,7 +273,7 @@ if "$BIN" --version 2>/dev/null | grep -q '^mpi: yes'; then
         show_job_log "$tmp/mpi.out"
     fi
 else
-    skipped "two-rank MPI run: $BIN is built without MPI (--version has no 'mpi: yes')"
+    skipped "two-rank MPI run: $BIN is built without MPI (--version has no 'mpi: yes') or $shared/TOX-171.mat is absent"
 fi
 
 summary
