@@ -186,7 +186,7 @@ if command -v gnuplot >/dev/null 2>&1; then
                 [ -f "$1" ] || continue
                 awk -F, 'FNR > 1 { s[$1] += $5; c[$1]++; if ($1 > n) n = $1 } END { for (e = 1; e <= n; e++) if (c[e]) printf "%d %.5f\n", e, s[e] / c[e] }' "$@" >"$OUT/plots/.$name.$init.$m.dat"
                 lt=$([ "$init" = he ] && echo 1 || { [ "$init" = he-sparse ] && echo 2 || echo 3; })
-                plot="$plot${plot:+, }'$OUT/plots/.$name.$init.$m.dat' using 1:2 with lines dt $lt lw 2 title '$init m = $m'"
+                plot="$plot${plot:+, }'$OUT/plots/.$name.$init.$m.dat' using 1:2 with lines dt $lt lw 2 title '$init m = $m' noenhanced"
             done
         done
         [ -n "$plot" ] || continue
