@@ -37,7 +37,8 @@ typedef struct {
     int cur;                         /* threads of the coming batches          */
     int probe;                       /* 0: running `left` batches on cur;      */
                                      /* 1 / 2: timing tmax / 1 thread          */
-    int left, period, choice;
+    int left, period, choice, slow;
+    double t1_ref;                   /* one-thread batch seconds, last probe   */
     double probe_t[2];
     int probe_n[2];
 } cpu_impl;
@@ -49,7 +50,8 @@ typedef struct {
  * tmax threads (stopping at the first that is clearly slower than one
  * thread), and runs the next period on the faster count. The period grows
  * fourfold up to ADAPT_MAX while the choice holds and restarts at
- * ADAPT_MIN when it changes. Results do not depend on the thread count, so
+ * ADAPT_MIN when it changes; two batches in a row on tmax threads slower
+ * than 1.5 times the last one-thread time switch to one thread at once. Results do not depend on the thread count, so
  * this changes speed only. SETTRAIN_ADAPT_THREADS=0 keeps tmax throughout. */
 #define ADAPT_PROBE 3
 #define ADAPT_MIN 48
@@ -76,6 +78,9 @@ static void adapt_init(cpu_impl *c)
 
 static void adapt_choose(cpu_impl *c, int best)
 {
+    if (c->probe_n[0])
+        c->t1_ref = c->probe_t[0] / c->probe_n[0];
+    c->slow = 0;
     if (best == c->choice)
         c->period = c->period * 4 < ADAPT_MAX ? c->period * 4 : ADAPT_MAX;
     else
@@ -101,6 +106,9 @@ static void adapt_after_batch(cpu_impl *c, int full, double dt)
     const double t1 = c->probe_n[0] ? c->probe_t[0] / c->probe_n[0] : 0;
     if (c->probe == 2 && full && c->probe_n[0] && dt > 1.25 * t1) {
         adapt_choose(c, 1); /* clearly slower: no more batches on tmax */
+    } else if (!c->probe && c->cur > 1 && full && c->t1_ref > 0 &&
+               (dt > 1.5 * c->t1_ref ? ++c->slow : (c->slow = 0)) >= 2) {
+        adapt_choose(c, 1); /* tmax turned slow within a period (other work started) */
     } else if (--c->left > 0) {
         /* go on */
     } else if (c->probe == 1) { /* now time tmax threads */
