@@ -35,9 +35,13 @@ typedef struct {
     uint64_t part[ST_MEM_COUNT];
     uint64_t total;
     int64_t connections; /* expected */
+    uint64_t available;  /* st_memory_available when the plan was made (0: unknown) */
+    const char *available_from;
 } st_memplan;
 
 extern const char *const st_mem_part_names[ST_MEM_COUNT];
+/* The parts' keys in run.json's memory_estimate_bytes ("data", "model", ...). */
+extern const char *const st_mem_part_keys[ST_MEM_COUNT];
 
 /* sizes: n_layers + 1 layer sizes; n_train, n_test, d as loaded. */
 void st_memplan_compute(const int32_t *sizes, int n_layers, int motif, double epsilon,
@@ -53,7 +57,8 @@ uint64_t st_memory_available(const char **what);
 /* "12.3 GiB" */
 void st_fmt_bytes(uint64_t b, char *buf, size_t n);
 
-/* Refuse (0 or -1 with err) a plan whose total exceeds what is available,
+/* Refuse (0 or -1 with err) a plan whose total exceeds what was available
+ * when it was made (mp->available),
  * naming the biggest part and what to change. `already` is what the
  * process holds of the plan already (the loaded data). */
 int st_memplan_check(const st_memplan *mp, uint64_t already, int batch, char *err);

@@ -235,7 +235,7 @@ static int64_t regrow_select(const st_layer *L, int layer, uint64_t seed, int ep
     while ((int64_t)nu < n) {
         size_t miss = (size_t)(n - (int64_t)nu);
         size_t w = miss + miss / 4 + 1024;
-        if (nu + w > ws->cap || 2 * (nu + w) > 2 * ws->cap)
+        if (nu + w > ws->cap)
             return st_fail(err, "layer %d: the regrowth window does not fit its workspace", layer);
         if (d + w > dmax)
             return st_fail(err, "layer %d: regrowth needs more than %llu candidate draws (a "

@@ -9,6 +9,9 @@
 #include "common.h"
 #include "model.h"
 
+const char *const st_mem_part_keys[ST_MEM_COUNT] = {
+    "data", "model", "activations", "gradients", "evolution", "checkpoint", "process"};
+
 const char *const st_mem_part_names[ST_MEM_COUNT] = {
     "data", "model (weights, momentum, indices)", "activations (batch x widest layers)",
     "gradients", "evolution scratch", "checkpoint image", "the program (libraries, stacks)"};
@@ -67,6 +70,7 @@ void st_memplan_compute(const int32_t *sizes, int n_layers, int motif, double ep
     mp->part[ST_MEM_PROCESS] = 32ull << 20;
     for (int i = 0; i < ST_MEM_COUNT; i++)
         mp->total += mp->part[i];
+    mp->available = st_memory_available(&mp->available_from);
 }
 
 static uint64_t parse_size(const char *s)
@@ -193,8 +197,8 @@ void st_fmt_bytes(uint64_t b, char *buf, size_t n)
 
 int st_memplan_check(const st_memplan *mp, uint64_t already, int batch, char *err)
 {
-    const char *what;
-    uint64_t avail = st_memory_available(&what);
+    const char *what = mp->available_from;
+    const uint64_t avail = mp->available;
     if (!avail)
         return 0;
     uint64_t need = mp->total > already ? mp->total - already : 0;

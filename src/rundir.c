@@ -23,17 +23,6 @@ int st_is_run_file_name(const char *name)
     return 0;
 }
 
-int st_dir_holds_run(const char *dir)
-{
-    char p[4400];
-    for (int i = 0; i < N_RUN_FILES; i++) {
-        snprintf(p, sizeof p, "%s/%s", dir, run_files[i]);
-        if (access(p, F_OK) == 0)
-            return 1;
-    }
-    return 0;
-}
-
 /* The first run file present in dir, or NULL. */
 static const char *first_run_file(const char *dir, int skip_lock)
 {
@@ -46,6 +35,11 @@ static const char *first_run_file(const char *dir, int skip_lock)
             return run_files[i];
     }
     return NULL;
+}
+
+int st_dir_holds_run(const char *dir)
+{
+    return first_run_file(dir, 0) != NULL;
 }
 
 /* "pid 123 host node7" from the lock file (or what F_GETLK says). */

@@ -185,11 +185,7 @@ static int write_run_json(const char *dir, const st_config *c, const st_model *m
     if (x->mem) {
         fprintf(f, "  \"memory_estimate_bytes\": {");
         for (int i = 0; i < ST_MEM_COUNT; i++)
-            fprintf(f, "\"%s\": %llu, ", i == ST_MEM_DATA ? "data" : i == ST_MEM_MODEL ? "model"
-                       : i == ST_MEM_ACTIVATIONS ? "activations" : i == ST_MEM_GRADIENTS ? "gradients"
-                       : i == ST_MEM_EVOLUTION ? "evolution" : i == ST_MEM_CHECKPOINT ? "checkpoint"
-                       : "process",
-                    (unsigned long long)x->mem->part[i]);
+            fprintf(f, "\"%s\": %llu, ", st_mem_part_keys[i], (unsigned long long)x->mem->part[i]);
         fprintf(f, "\"total\": %llu},\n", (unsigned long long)x->mem->total);
     }
     fprintf(f, "  \"layers\": [\n");
@@ -277,8 +273,8 @@ static void print_settings(const st_config *c, const st_model *m, const st_datas
                 bi = i;
         st_fmt_bytes(mp->total, tot, sizeof tot);
         st_fmt_bytes(mp->part[bi], big, sizeof big);
-        const char *what;
-        uint64_t a = st_memory_available(&what);
+        const char *what = mp->available_from;
+        uint64_t a = mp->available;
         st_fmt_bytes(a, av, sizeof av);
         ROW("host memory", "about %s (largest: %s %s); %s available (%s)", tot,
             st_mem_part_names[bi], big, a ? av : "?", what);
@@ -420,6 +416,13 @@ static void mark_failed(const char *msg)
                    mean_epoch(g_run.rs), err);
 }
 
+/* What a diverged run leaves behind, for its error message. */
+static const char *last_state_note(void)
+{
+    return g_run.have_checkpoint ? "checkpoint.h5 keeps the last finite state"
+                                 : "no checkpoint had been written";
+}
+
 /* Write the checkpoint (an NVTX range "checkpoint" on the timeline of a
  * CUDA build, beside the GPU backend's ranges). A model holding a
  * non-finite value is never written: the last finite checkpoint stays. */
@@ -438,8 +441,7 @@ static void save_checkpoint(st_backend *be, const char *dir, const st_config *cf
     if (!rc && model_nonfinite(m, &layer))
         st_die("training diverged by epoch %d: layer %d holds a NaN or infinite weight, "
                "momentum or bias (lower --lr); %s", rs->epochs_done + 1, layer,
-               g_run.have_checkpoint ? "checkpoint.h5 keeps the last finite state"
-                                     : "no checkpoint had been written");
+               last_state_note());
     rc = rc || checkpoint_save(dir, cfg, m, rs, err);
 #ifdef ST_HAVE_CUDA
     nvtxRangePop();
@@ -776,8 +778,7 @@ int train_run(const st_config *cfg_in)
             if (!isfinite(loss))
                 st_die("training diverged in epoch %d: the training loss is %s (lower --lr); "
                        "%s", epoch, isnan(loss) ? "NaN" : "infinite",
-                       g_run.have_checkpoint ? "checkpoint.h5 keeps the last finite state"
-                                             : "no checkpoint had been written");
+                       last_state_note());
             rs.next_sample = done;
             rs.part_loss = loss;
             rs.part_correct = correct;
@@ -829,8 +830,7 @@ int train_run(const st_config *cfg_in)
                      "training diverged in epoch %d: the %s loss is %s (lower --lr); %s", epoch,
                      !isfinite(tr_loss) ? "training" : "test",
                      isnan(!isfinite(tr_loss) ? tr_loss : te_loss) ? "NaN" : "infinite",
-                     g_run.have_checkpoint ? "checkpoint.h5 keeps the last finite state"
-                                           : "no checkpoint had been written");
+                     last_state_note());
             fclose(csv);
             rs.wall_s = wall_before + (st_now() - t_start);
             st_set_die_hook(NULL);
