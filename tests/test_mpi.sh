@@ -26,26 +26,9 @@ cd "$(dirname "$0")/.."
 BIN=${BUILD:-build}/settrain
 case "$BIN" in /*) ;; *) BIN=$(pwd)/$BIN ;; esac
 shared=${ST_SHARED_DATA:-../shared/data}
-pass=0
-fail=0
-skip=0
-ok() {
-    pass=$((pass + 1))
-    echo "[  OK  ] $1"
-}
-bad() {
-    fail=$((fail + 1))
-    echo "[ FAIL ] $1"
-    shift
-    for line in "$@"; do echo "    $line"; done
-}
-expect() {
-    if [ "$2" = "$3" ]; then ok "$1"; else bad "$1" "expected: $2" "got:      $3"; fi
-}
-summary() {
-    echo "test_mpi: $pass passed, $fail failed, $skip skipped"
-    [ "$fail" -eq 0 ]
-}
+SUITE=test_mpi
+# shellcheck source=tests/check_lib.sh
+. "$(dirname "$0")/check_lib.sh"
 skip_all() {
     for c in "N = 1, 2, 3 agree" "rank 0 alone writes" "stop on one rank, resume with another N" \
         "drifting ranks are caught"; do

@@ -13,9 +13,9 @@ set -eu
 
 cd "$(dirname "$0")/.."
 S=scripts/slurm
-pass=0
-fail=0
-skip=0
+SUITE=test_slurm
+# shellcheck source=tests/check_lib.sh
+. "$(dirname "$0")/check_lib.sh"
 tmp=$(mktemp -d /tmp/settrain-slurm-test.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 # Nothing from a surrounding Slurm job may leak into the tests.
@@ -23,20 +23,6 @@ unset SLURM_JOB_ID SLURM_ARRAY_TASK_ID SLURM_SUBMIT_DIR SLURM_RESTART_COUNT SLUR
     SLURM_NTASKS LAUNCHER \
     SETTRAIN_ROOT RUNS_ROOT CHECKPOINT_EVERY BACKEND SETTRAIN MAX_RESTARTS MAX_PARALLEL || true
 
-ok() {
-    pass=$((pass + 1))
-    echo "[  OK  ] $1"
-}
-bad() {
-    fail=$((fail + 1))
-    echo "[ FAIL ] $1"
-    shift
-    for line in "$@"; do echo "    $line"; done
-}
-# expect NAME EXPECTED ACTUAL: exact comparison.
-expect() {
-    if [ "$2" = "$3" ]; then ok "$1"; else bad "$1" "expected: $2" "got:      $3"; fi
-}
 # expect_has NAME TEXT NEEDLE
 expect_has() {
     case "$2" in
@@ -305,9 +291,7 @@ if command -v shellcheck >/dev/null 2>&1; then
         bad "shellcheck: the Slurm and profiling scripts are clean" "$out"
     fi
 else
-    skip=$((skip + 1))
-    echo "[ SKIP ] shellcheck is not installed"
+    skipped "shellcheck is not installed"
 fi
 
-echo "test_slurm: $pass passed, $fail failed, $skip skipped"
-[ "$fail" -eq 0 ]
+summary

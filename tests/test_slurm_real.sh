@@ -30,35 +30,14 @@ root=$(pwd)
 BIN=${BUILD:-build}/settrain
 case "$BIN" in /*) ;; *) BIN=$root/$BIN ;; esac
 shared=${ST_SHARED_DATA:-../shared/data}
-pass=0
-fail=0
-skip=0
+SUITE=test_slurm_real
+# shellcheck source=tests/check_lib.sh
+. "$(dirname "$0")/check_lib.sh"
 # Nothing from a surrounding Slurm job may leak into the tests.
 unset SLURM_JOB_ID SLURM_ARRAY_TASK_ID SLURM_SUBMIT_DIR SLURM_RESTART_COUNT SLURM_CPUS_PER_TASK \
     SLURM_NTASKS SETTRAIN_ROOT RUNS_ROOT CHECKPOINT_EVERY BACKEND SETTRAIN MAX_RESTARTS \
     MAX_PARALLEL || true
 
-ok() {
-    pass=$((pass + 1))
-    echo "[  OK  ] $1"
-}
-bad() {
-    fail=$((fail + 1))
-    echo "[ FAIL ] $1"
-    shift
-    for line in "$@"; do echo "    $line"; done
-}
-skipped() {
-    skip=$((skip + 1))
-    echo "[ SKIP ] $1"
-}
-expect() {
-    if [ "$2" = "$3" ]; then ok "$1"; else bad "$1" "expected: $2" "got:      $3"; fi
-}
-summary() {
-    echo "test_slurm_real: $pass passed, $fail failed, $skip skipped"
-    [ "$fail" -eq 0 ]
-}
 skip_all() {
     for c in "requeue-resume run" "job array sweep" "two-rank MPI run"; do
         skipped "$c: $1"
