@@ -21,11 +21,11 @@ HDF5_LIBS   := -L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5
 endif
 
 CFLAGS  ?= -O3 -march=$(CPU_ARCH) -g
-# -Wno-psabi: the static batch-vector helpers in cpu_ops.c never cross an ABI boundary.
+# -Wno-psabi: the static batch-vector helpers in src/cpu/cpu_ops.c never cross an ABI boundary.
 CFLAGS  += -std=gnu99 -Wall -Wextra -Wno-psabi -Iinclude $(HDF5_CFLAGS) $(OMP) -DST_GIT_COMMIT=\"$(GIT_COMMIT)\"
 LDLIBS  += $(HDF5_LIBS) -lmatio -lz -lm $(OMP)
 
-# MPI (optional; src/dist.c): found with pkg-config's mpi-c or mpicc --showme.
+# MPI (optional; src/dist/dist.c): found with pkg-config's mpi-c or mpicc --showme.
 # MPI= builds without it; the GPU bundle (BUNDLE=1) never links it, so that it
 # runs on machines without MPI libraries.
 MPI ?= auto
@@ -48,9 +48,11 @@ ifeq ($(BUNDLE),1)
 LDLIBS  += -Wl,--disable-new-dtags -Wl,-rpath,'$$ORIGIN/../lib'
 endif
 
-SRC      := $(wildcard src/*.c)
+# src/ has one folder per concern (README "Layout"); include/ mirrors it.
+SRC      := $(wildcard src/*/*.c)
 OBJ      := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRC))
-LIB_OBJ  := $(filter-out $(BUILD)/obj/main.o,$(OBJ))
+LIB_OBJ  := $(filter-out $(BUILD)/obj/cli/main.o,$(OBJ))
+HEADERS  := $(wildcard include/*.h include/*/*.h)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 
@@ -88,7 +90,7 @@ $(shell mkdir -p $(BUILD)/obj; \
 .PHONY: all test clean deps-report
 all: deps-report $(BUILD)/settrain
 
-$(BUILD)/obj/main.o $(BUILD)/obj/train.o: $(COMMIT_STAMP)
+$(BUILD)/obj/cli/main.o $(BUILD)/obj/train/train.o: $(COMMIT_STAMP)
 
 deps-report:
 	@if [ -n "$(HDF5_LIBS)" ] && printf '#include <hdf5.h>\n' | $(CC) $(HDF5_CFLAGS) -E -x c - >/dev/null 2>&1; then echo "✓ HDF5"; else echo "✗ HDF5 (apt-get install libhdf5-dev)"; fi
@@ -99,10 +101,11 @@ deps-report:
 $(BUILD)/settrain: $(OBJ) $(if $(HAVE_CUDA),$(CU_OBJ))
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/obj/%.o: src/%.c $(wildcard include/*.h) $(CONFIG_STAMP) | $(BUILD)/obj
+$(BUILD)/obj/%.o: src/%.c $(HEADERS) $(CONFIG_STAMP) | $(BUILD)/obj
+	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/obj/cu_%.o: kernels/%.cu $(wildcard include/*.h) $(CONFIG_STAMP) | $(BUILD)/obj
+$(BUILD)/obj/cu_%.o: kernels/%.cu $(HEADERS) $(CONFIG_STAMP) | $(BUILD)/obj
 	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
 
 $(BUILD)/tests/%: tests/%.c tests/harness.h tests/test_rng.h $(LIB_OBJ) | $(BUILD)/tests
@@ -143,10 +146,10 @@ FUZZ_LIBS    := $(HDF5_LIBS) -lmatio -lz -lm
 # The sources every target links: the readers and what they call. The table
 # of targets (tests/fuzz/targets.h) names every reader, the checkpoint's
 # too, so each binary links all of them: checkpoint.c and what it calls
-# (model.c, config.c, and the run-folder and output-file helpers where the
-# tree has them).
-FUZZ_LIB_SRC := src/common.c src/data_h5.c src/data_idx.c src/data_mat.c src/h5util.c \
-                src/checkpoint.c src/model.c src/config.c $(wildcard src/rundir.c src/outfile.c)
+# (model.c, config.c, and the run-folder and output-file helpers).
+FUZZ_LIB_SRC := src/util/common.c src/data/data_h5.c src/data/data_idx.c src/data/data_mat.c \
+                src/util/h5util.c src/train/checkpoint.c src/model/model.c src/train/config.c \
+                src/train/rundir.c src/util/outfile.c
 FUZZ_LIB_OBJ  = $(patsubst src/%.c,$(FUZZ_BUILD)/obj/%.o,$(FUZZ_LIB_SRC))
 FUZZ_NAMES   := h5 idx_gz idx_images idx_labels mat checkpoint
 FUZZ_BINS    := $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_NAMES))
@@ -157,7 +160,8 @@ $(FUZZ_BINS): $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_main.c tests/fuzz/targets.h 
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -DFUZZ_TARGET=\"$*\" -o $@ $< \
 	    $(FUZZ_LIB_OBJ) $(FUZZ_LIBS)
 
-$(FUZZ_BUILD)/obj/%.o: src/%.c $(wildcard include/*.h) | $(FUZZ_BUILD)/obj
+$(FUZZ_BUILD)/obj/%.o: src/%.c $(HEADERS) | $(FUZZ_BUILD)/obj
+	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
 $(FUZZ_BUILD)/make_seeds: tests/fuzz/make_seeds.c $(FUZZ_LIB_OBJ) | $(FUZZ_BUILD)/obj

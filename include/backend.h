@@ -1,5 +1,6 @@
-/* backend.h: the interface between the host epoch loop (train.c) and a
- * compute backend (cpu: backend_cpu.c; gpu: kernels/). The host owns the
+/* backend.h: the interface between the host epoch loop (src/train/train.c)
+ * and a compute backend (cpu: src/cpu/backend_cpu.c; gpu:
+ * kernels/backend_gpu.cu). The host owns the
  * data on disk, the epoch loop, shuffling, logging and files; a backend owns
  * the model's working copy and runs whole epochs, evaluation and evolution,
  * returning only scalars. */
@@ -9,9 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
-#include "dataset.h"
-#include "model.h"
+#include "train/config.h"
+#include "data/dataset.h"
+#include "model/model.h"
 
 #ifdef __cplusplus
 extern "C" {

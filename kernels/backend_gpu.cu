@@ -7,7 +7,7 @@
  * the correct count (accumulated on the device); evaluate likewise; evolve
  * runs prune / regrow / rebuild on the device (kernels/gpu_evolve.cu) and
  * refreshes the cuSPARSE plans; sync_model copies everything back.
- * The per-batch sequence mirrors src/backend_cpu.c exactly: gather, forward
+ * The per-batch sequence mirrors src/cpu/backend_cpu.c exactly: gather, forward
  * (dropout masks for hidden layers when training), softmax cross-entropy,
  * then for l = L..1: delta_{l-1} with the pre-update W_l, gradient and
  * update of W_l.
@@ -43,8 +43,8 @@
 #include <stdlib.h>
 
 #include "backend.h"
-#include "gpu_check.h"
-#include "gpu_ops.h"
+#include "gpu/gpu_check.h"
+#include "gpu/gpu_ops.h"
 
 typedef struct {
     int device;

@@ -1,5 +1,5 @@
 /* gpu_evolve.cu: SET evolution of one sparse layer on the device, the twin
- * of src/evolve.c's layer_evolve and identical to it bit for bit in
+ * of src/model/evolve.c's layer_evolve and identical to it bit for bit in
  * topology, weights, momentum and statistics.
  *
  * Legend: nb present blocks, bs = bi bo entries per block, nbr x nbc the
@@ -34,8 +34,8 @@
 #include <cub/device/device_scan.cuh>
 #include <math.h>
 
-#include "gpu_check.h"
-#include "gpu_ops.h"
+#include "gpu/gpu_check.h"
+#include "gpu/gpu_ops.h"
 
 #define ST_EV_THREADS 256
 

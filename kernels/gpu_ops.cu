@@ -3,7 +3,7 @@
  * dense layers), dropout mask, activations, softmax cross-entropy, backward
  * delta through the transposed index, SDDMM weight gradient fused with the
  * momentum / weight-decay update, bias gradient and update. Each kernel is
- * the twin of a CPU operator in src/cpu_ops.c (same definition, same
+ * the twin of a CPU operator in src/cpu/cpu_ops.c (same definition, same
  * accumulation order where the kernel owns it: bias first, then blocks in
  * storage order, then the block's entries), checked against it by
  * tests/test_gpu.c and timed by tests/bench_gpu.c.
@@ -34,8 +34,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "gpu_check.h"
-#include "gpu_ops.h"
+#include "gpu/gpu_check.h"
+#include "gpu/gpu_ops.h"
 
 #define ST_WARP 32
 #define ST_CHUNK 128         /* columns per warp pass: 32 lanes x float4 */
@@ -75,7 +75,7 @@ __device__ __forceinline__ float warp_sum(float s)
     return s;
 }
 
-/* st_activation_value / st_activation_grad of src/cpu_ops.c. */
+/* st_activation_value / st_activation_grad of src/cpu/cpu_ops.c. */
 __device__ __forceinline__ float act_value(st_activation act, int hidden, float z)
 {
     switch (act) {

@@ -49,7 +49,7 @@ NETS=${NETS:-"3000,3000,3000 1000,1000"}
 [ -f "$DATA" ] || "$BIN" prepare fmnist --out "$DATA"
 # the kernel benchmark, linked against settrain's own objects of the kernels
 objs=
-for o in cpu_ops model evolve common; do objs="$objs $BUILD/obj/$o.o"; done
+for o in cpu/cpu_ops model/model model/evolve util/common; do objs="$objs $BUILD/obj/$o.o"; done
 ${CC:-cc} -O3 -march="${CPU_ARCH:-native}" -std=gnu99 -Wall -Wno-psabi -Iinclude -fopenmp \
     -o "$BUILD/bench_cpu" tests/bench_cpu.c $objs -lm
 commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)

@@ -22,9 +22,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "common.h"
-#include "cpu_ops.h"
-#include "model.h"
+#include "util/common.h"
+#include "cpu/cpu_ops.h"
+#include "model/model.h"
 
 #define MAXM 8
 

@@ -36,16 +36,16 @@
 #include <unistd.h>
 
 #include "backend.h"
-#include "common.h"
-#include "config.h"
-#include "cpu_ops.h"
-#include "dataset.h"
-#include "model.h"
-#include "train.h"
+#include "util/common.h"
+#include "train/config.h"
+#include "cpu/cpu_ops.h"
+#include "data/dataset.h"
+#include "model/model.h"
+#include "train/train.h"
 
 #ifdef ST_HAVE_CUDA
-#include "gpu_check.h"
-#include "gpu_ops.h"
+#include "gpu/gpu_check.h"
+#include "gpu/gpu_ops.h"
 #endif
 
 #define MAXLIST 16

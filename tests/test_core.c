@@ -5,7 +5,7 @@
  * gradient, momentum update, dropout mask) against dense double-precision
  * references and central finite differences; and SET evolution (prune,
  * regrow) against an independent re-derivation from DESIGN.md and the
- * header comment of src/evolve.c.
+ * header comment of src/model/evolve.c.
  *
  * Legend: B batch, ld batch stride (columns B..ld-1 are padding), I / O a
  * layer's in / out features, m motif size, bi x bo block shape, nb present
@@ -25,13 +25,13 @@
 #endif
 
 #include "backend.h"
-#include "common.h"
-#include "config.h"
-#include "cpu_ops.h"
+#include "util/common.h"
+#include "train/config.h"
+#include "cpu/cpu_ops.h"
 #include "harness.h"
 #include "test_rng.h"
-#include "model.h"
-#include "philox.h"
+#include "model/model.h"
+#include "util/philox.h"
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -1789,7 +1789,7 @@ static void test_prune_blocks_known(void)
 /* ---- 6. regrow ----------------------------------------------------------- */
 
 /* One evolution of a copy of L0 (1-based layer, seed, epoch, zeta) against
- * the regrowth re-derived here from DESIGN.md and src/evolve.c's header:
+ * the regrowth re-derived here from DESIGN.md and src/model/evolve.c's header:
  * candidates pos = st_below(u0, u1, nbr nbc) of Philox (seed, REGROW_POS,
  * layer, d, d >> 32, epoch) for d = 0, 1, .., accepted in draw order when
  * empty after pruning and not yet accepted; the j-th accepted block's entry
@@ -1970,7 +1970,7 @@ static void test_regrow_dense_noop(void)
  * whatever ld, and a partial last batch (smaller B) reproduces the first B
  * columns of a full one; each decision is the documented 16-bit lane b % 8
  * (low half of word (b % 8) / 2 first) of Philox (seed, DROPOUT, hidden,
- * o, batch_index << 9 | b / 8, epoch), as include/cpu_ops.h states. */
+ * o, batch_index << 9 | b / 8, epoch), as include/cpu/cpu_ops.h states. */
 static void test_dropout_mask(void)
 {
     const int n = 1000, B = 250, ld = 256;

@@ -9,13 +9,14 @@
  * (HDF5, zlib, matio) under a mkdtemp directory in /tmp, removed at exit.
  * Legend: n samples, d features, k classes. */
 #define _GNU_SOURCE
-#include "checkpoint.h"
-#include "common.h"
-#include "config.h"
-#include "dataset.h"
+#include "train/checkpoint.h"
+#include "cli/commands.h"
+#include "util/common.h"
+#include "train/config.h"
+#include "data/dataset.h"
 #include "harness.h"
-#include "model.h"
-#include "score.h"
+#include "model/model.h"
+#include "cli/score.h"
 
 #include <dirent.h>
 #include <fcntl.h>

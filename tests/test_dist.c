@@ -1,4 +1,4 @@
-/* test_dist.c: the data-parallel path (src/dist.c).
+/* test_dist.c: the data-parallel path (src/dist/dist.c).
  *  - the layer hashes the ranks compare after every evolution: a change of
  *    one column index changes the topology hash only, of one weight or bias
  *    the value hash only;
@@ -16,11 +16,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "checkpoint.h"
-#include "common.h"
-#include "dist.h"
+#include "train/checkpoint.h"
+#include "util/common.h"
+#include "dist/dist.h"
 #include "harness.h"
-#include "model.h"
+#include "model/model.h"
 
 static void test_hashes(void)
 {

@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
+#include "util/common.h"
 #include "harness.h"
-#include "model.h"
+#include "model/model.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 /* AddressSanitizer owns malloc: the counting allocator cannot sit beside it. */

@@ -8,7 +8,7 @@
  *     (kernels/gpu_evolve.cu: prune by sorted keys, regrow in windows of D
  *     candidates with first-occurrence flags, scan and compaction, rebuild
  *     by sorted keys) with stable sorts standing in for CUB, compared bit
- *     for bit with src/evolve.c for m = 1, 2, 4, output blocks, and windows
+ *     for bit with src/model/evolve.c for m = 1, 2, 4, output blocks, and windows
  *     from 1 candidate (one acceptance at most per window) to one window;
  *   - backend_gpu_device_count() returns 0 without a device (that path runs
  *     here) and backend_gpu_create() fails with a sentence saying so.
@@ -54,16 +54,16 @@
 #include <unistd.h>
 
 #include "backend.h"
-#include "common.h"
-#include "cpu_ops.h"
-#include "gpu_ops.h"
+#include "util/common.h"
+#include "cpu/cpu_ops.h"
+#include "gpu/gpu_ops.h"
 #include "harness.h"
-#include "model.h"
+#include "model/model.h"
 #include "test_rng.h"
-#include "train.h"
+#include "train/train.h"
 
 #ifdef ST_HAVE_CUDA
-#include "gpu_check.h"
+#include "gpu/gpu_check.h"
 #endif
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -464,7 +464,7 @@ static int emulate_evolve(st_layer *L, int layer, uint64_t seed, int epoch, doub
 }
 
 /* The windowed device algorithm (on the host) evolves every sparse layer of
- * networks with m = 1, 2, 4 exactly as src/evolve.c: same topology and
+ * networks with m = 1, 2, 4 exactly as src/model/evolve.c: same topology and
  * transposed index, same weights and momentum bit for bit, same stats, for
  * windows of 1 (many windows, one acceptance each at most), 7, 64 and one
  * big window; two epochs in a row. The first network has a dense-ish
@@ -528,7 +528,7 @@ static void test_evolve_window_emulation(void)
             model_free(&B);
         }
     printf("    %d layer evolutions compared\n", layers_checked);
-    ST_EXPECT(bad == 0, "%d differences between the windowed algorithm and src/evolve.c", bad);
+    ST_EXPECT(bad == 0, "%d differences between the windowed algorithm and src/model/evolve.c", bad);
     ST_EXPECT(layers_checked >= 40, "only %d layer evolutions were compared", layers_checked);
 }
 

@@ -12,11 +12,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "checkpoint.h"
-#include "common.h"
-#include "config.h"
+#include "train/checkpoint.h"
+#include "util/common.h"
+#include "train/config.h"
 #include "harness.h"
-#include "model.h"
+#include "model/model.h"
 
 static char tmpdir[256];
 

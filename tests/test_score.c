@@ -1,4 +1,4 @@
-/* test_score.c: tests of `settrain score` (src/score.c): the comprehensive
+/* test_score.c: tests of `settrain score` (src/cli/score.c): the comprehensive
  * score S = w_R*R_r + w_A*(1 - A_r) on the paper's own FMNIST and Lung times
  * and accuracies, custom weights, the TIME:ACCURACY and --weights parsers,
  * the run.json member lookup, run folders, and the command's output and exit
@@ -8,9 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common.h"
+#include "util/common.h"
 #include "harness.h"
-#include "score.h"
+#include "cli/score.h"
 
 /* true when v rounds to the 4-decimal value ref (the way the command prints) */
 static int round4(double v, double ref)

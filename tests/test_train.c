@@ -11,10 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common.h"
-#include "dataset.h"
+#include "util/common.h"
+#include "data/dataset.h"
 #include "harness.h"
-#include "train.h"
+#include "train/train.h"
 
 static char tmpdir[256];
 

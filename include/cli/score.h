@@ -41,7 +41,4 @@ int score_read_run_dir(const char *dir, double *t, double *a, char *err);
  * read or is out of range, or no run given), 2 (options cannot be parsed). */
 int score_cli(int argc, char **argv, FILE *out, FILE *errf);
 
-/* `settrain score ...`: score_cli on stdout and stderr. */
-int cmd_score(int argc, char **argv);
-
 #endif

@@ -14,7 +14,7 @@
 #ifndef ST_CPU_OPS_H
 #define ST_CPU_OPS_H
 
-#include "model.h"
+#include "model/model.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -71,8 +71,20 @@ int mat_read_xy(const char *path, double **x, int64_t *n, int64_t *d, int64_t **
 int prepare_mat(const char *path, double test_fraction, uint64_t seed, st_dataset *ds,
                 char *err);
 
-/* `settrain prepare ...` (argv[0] == "prepare"). Returns the exit code. */
-int cmd_prepare(int argc, char **argv);
+/* Standardisation and padding (src/data/standardize.c). */
+/* Standardise x (n, d) in place with mean/std; std == 0 divides by 1. */
+void data_standardize(float *x, int64_t n, int64_t d, const float *mean, const float *std);
+/* --pad-input: widen both splits to d_new >= d features, the new ones 0
+ * (standardisation leaves them 0: their mean is 0 and a zero deviation
+ * divides by 1). */
+void data_pad_features(st_dataset *ds, int64_t d_new);
+/* The padded width for a model of motif m: d rounded up to a multiple of m. */
+static inline int64_t data_padded_width(int64_t d, int m)
+{
+    return (d + m - 1) / m * m;
+}
+/* Mean and standard deviation of each feature of x (n, d), in double. */
+void data_feature_stats(const float *x, int64_t n, int64_t d, float *mean, float *std);
 
 #ifdef __cplusplus
 }

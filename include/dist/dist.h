@@ -1,4 +1,4 @@
-/* dist.h: data-parallel training over MPI (CPU backend), src/dist.c.
+/* dist.h: data-parallel training over MPI (CPU backend), src/dist/dist.c.
  *
  * `mpirun -np N settrain train ...` (or `srun` inside an allocation) trains
  * one model on N ranks. Every rank holds the whole model and data set and
@@ -31,7 +31,7 @@
 #include <stdint.h>
 
 #include "backend.h"
-#include "model.h"
+#include "model/model.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -21,7 +21,7 @@
 #include <cuda_runtime_api.h>
 #include <cusparse.h>
 
-#include "common.h"
+#include "util/common.h"
 
 #ifdef __cplusplus
 extern "C" {

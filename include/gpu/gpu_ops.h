@@ -26,8 +26,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "model.h"
-#include "philox.h"
+#include "model/model.h"
+#include "util/philox.h"
 
 /* ---- Part 1: pure SET / dropout helpers (host and device) --------------- */
 
@@ -44,7 +44,7 @@ ST_HD uint32_t st_float_bits(float x)
 }
 
 /* Regrow candidate d of (seed, layer, epoch): a block position in [0, npos)
- * (row-major over the nbr x nbc grid), as src/evolve.c draws it. */
+ * (row-major over the nbr x nbc grid), as src/model/evolve.c draws it. */
 ST_HD uint64_t st_regrow_candidate(uint64_t seed, int layer, int epoch, uint64_t d, uint64_t npos)
 {
     st_u32x4 u = st_rand(seed, ST_STREAM_REGROW_POS, (uint32_t)layer, (uint32_t)d,
@@ -54,7 +54,7 @@ ST_HD uint64_t st_regrow_candidate(uint64_t seed, int layer, int epoch, uint64_t
 
 /* Is block column C of block row R present and not pruned? row_ptr (nbr + 1),
  * col_idx (nb, sorted within rows), removed (nb flags): the same binary
- * search as src/evolve.c's occupied(). */
+ * search as src/model/evolve.c's occupied(). */
 ST_HD int st_block_occupied(const int32_t *row_ptr, const int32_t *col_idx,
                             const uint8_t *removed, int32_t R, int32_t C)
 {
@@ -100,7 +100,7 @@ ST_HD int32_t st_row_of_block(const int32_t *row_ptr, int32_t nbr, int32_t k)
 /* Prune sort key, m = 1: class in bits 32..33 (0 positive, 1 negative,
  * 2 zero or NaN: kept), |w| bits below. An ascending stable sort of
  * (key, storage index) lists the positives closest to zero first, then the
- * negatives closest to zero, ties by lower index: src/evolve.c's order. */
+ * negatives closest to zero, ties by lower index: src/model/evolve.c's order. */
 ST_HD uint64_t st_prune_key_m1(float w)
 {
     uint64_t cls = w > 0.0f ? 0u : (w < 0.0f ? 1u : 2u);
@@ -109,7 +109,7 @@ ST_HD uint64_t st_prune_key_m1(float w)
 #define ST_PRUNE_KEY_M1_BITS 34
 
 /* Prune sort key, m > 1: the bits of the block's magnitude, the float sum of
- * |w| over its bs entries in storage order (sequential, as src/evolve.c). */
+ * |w| over its bs entries in storage order (sequential, as src/model/evolve.c). */
 ST_HD uint64_t st_prune_key_block(const float *w, int bs)
 {
     float s = 0.0f;
@@ -119,7 +119,7 @@ ST_HD uint64_t st_prune_key_block(const float *w, int bs)
 }
 #define ST_PRUNE_KEY_BLOCK_BITS 32
 
-/* Weight t of the j-th accepted block (src/evolve.c): He-uniform from
+/* Weight t of the j-th accepted block (src/model/evolve.c): He-uniform from
  * Philox (seed, REGROW_W, layer, (j bs + t) / 4, epoch); lim = sqrt(6 / I). */
 ST_HD float st_regrow_weight(uint64_t seed, int layer, int epoch, int64_t j, int bs, int t,
                              float lim)
@@ -332,7 +332,7 @@ int st_gpu_evolve_ws_create(st_gpu_evolve_ws **ws, int64_t nb_max, int64_t nnz_m
                             double zeta, int64_t window, size_t *total, char *err);
 void st_gpu_evolve_ws_free(st_gpu_evolve_ws *ws);
 int64_t st_gpu_evolve_window(const st_gpu_evolve_ws *ws);
-/* src/evolve.c's layer_evolve on the device for the sparse layer L (layer
+/* src/model/evolve.c's layer_evolve on the device for the sparse layer L (layer
  * 1-based, lim = layer_init_limit): prune, regrow in windows of candidates,
  * rebuild the block-CSR in place and the transposed index. Fills st like the
  * CPU (blocks_before/after, removed, removed_pos/neg, regrown, draws);

@@ -1,6 +1,6 @@
 /* checkpoint.h: the run state that a checkpoint carries besides the model,
  * and the checkpoint file (results/runs/<name>/checkpoint.h5, HDF5,
- * format_version 1): configuration, model (topology, weights, momentum,
+ * format_version 2; version 1 files still load): configuration, model (topology, weights, momentum,
  * biases, standardisation statistics) and run state. Every random draw of a
  * run is a pure function of (seed, stream, layer, epoch, counters), so the
  * seed and the epoch position are the complete generator state. */
@@ -9,9 +9,9 @@
 
 #include <stdint.h>
 
-#include "config.h"
-#include "model.h"
-#include "rundir.h"
+#include "train/config.h"
+#include "model/model.h"
+#include "train/rundir.h"
 
 #ifdef __cplusplus
 extern "C" {

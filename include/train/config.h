@@ -4,7 +4,7 @@
 
 #include <stdint.h>
 
-#include "model.h"
+#include "model/model.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "train/config.h"
 
 #ifdef __cplusplus
 extern "C" {

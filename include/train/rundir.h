@@ -18,7 +18,7 @@
 
 #include <stdint.h>
 
-#include "dataset.h"
+#include "data/dataset.h"
 
 #ifdef __cplusplus
 extern "C" {

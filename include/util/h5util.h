@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common.h"
+#include "util/common.h"
 
 #ifdef __cplusplus
 extern "C" {

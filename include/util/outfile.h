@@ -18,7 +18,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
-#include "common.h"
+#include "util/common.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -12,12 +12,13 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "checkpoint.h"
-#include "common.h"
-#include "cpu_ops.h"
-#include "dataset.h"
-#include "outfile.h"
-#include "train.h"
+#include "train/checkpoint.h"
+#include "cli/commands.h"
+#include "util/common.h"
+#include "cpu/cpu_ops.h"
+#include "data/dataset.h"
+#include "util/outfile.h"
+#include "train/train.h"
 
 typedef struct {
     const char *model, *data, *out;

@@ -1,13 +1,16 @@
-/* main.c: the settrain command line: dispatches to the subcommands. */
+/* main.c: the settrain command line: the top-level usage, --version, and
+ * dispatch to the subcommands (include/cli/commands.h); a command's exit
+ * code stands only if its standard output was written in full. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "common.h"
-#include "dataset.h"
-#include "dist.h"
-#include "score.h"
-#include "train.h"
+#include "util/common.h"
+#include "cli/commands.h"
+#include "data/dataset.h"
+#include "dist/dist.h"
+#include "cli/score.h"
+#include "train/train.h"
 
 #ifdef ST_HAVE_CUDA
 #define ST_BACKENDS "cpu, gpu"

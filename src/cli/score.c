@@ -4,13 +4,14 @@
  * A_r = (A_base - A)/A_base, of each run against a baseline run, from
  * TIME:ACCURACY pairs or run folders (run.json: total_wall_s, final_test_acc),
  * and prints them as an aligned table or as CSV. */
-#include "score.h"
+#include "cli/score.h"
+#include "cli/commands.h"
 
 #include <ctype.h>
 #include <math.h>
 #include <sys/stat.h>
 
-#include "common.h"
+#include "util/common.h"
 
 void score_compute(double t_base, double a_base, double t, double a, double w_r, double w_a,
                    double *rr, double *ar, double *s)

@@ -3,9 +3,10 @@
 #include <getopt.h>
 #include <stdio.h>
 
-#include "common.h"
-#include "config.h"
-#include "train.h"
+#include "util/common.h"
+#include "cli/commands.h"
+#include "train/config.h"
+#include "train/train.h"
 
 enum {
     OPT_DATA = 256, OPT_HIDDEN, OPT_MOTIF, OPT_EPSILON, OPT_ZETA, OPT_EPOCHS, OPT_BATCH,

@@ -16,8 +16,8 @@
 #include <string.h>
 
 #include "backend.h"
-#include "common.h"
-#include "cpu_ops.h"
+#include "util/common.h"
+#include "cpu/cpu_ops.h"
 
 typedef struct {
     int ld;

@@ -17,7 +17,7 @@
  * give the same bits (tests/test_core.c checks it). Per batch there is one
  * parallel region per layer and phase (dropout and activation are drawn and
  * applied inside the forward's region). */
-#include "cpu_ops.h"
+#include "cpu/cpu_ops.h"
 
 #include <math.h>
 #ifdef __x86_64__
@@ -25,7 +25,7 @@
 #endif
 #include <string.h>
 
-#include "philox.h"
+#include "util/philox.h"
 
 /* Batch-wise vectors (GCC/Clang vector extensions; plain C elsewhere). The
  * batch loop is tiled: 32 columns (four vectors) accumulate in registers

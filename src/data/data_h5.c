@@ -13,12 +13,12 @@
  * directory and renames it over the target, so a reader never sees a partial
  * file. */
 #define _POSIX_C_SOURCE 200809L
-#include "dataset.h"
-#include "common.h"
+#include "data/dataset.h"
+#include "util/common.h"
 
 #include <hdf5.h>
 
-#include "h5util.h"
+#include "util/h5util.h"
 #include <math.h>
 #include <sys/stat.h>
 #include <unistd.h>

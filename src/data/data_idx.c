@@ -6,8 +6,8 @@
  * A file that is not gzip, has a bad magic, implausible dimensions, fewer
  * bytes than its header promises or bytes after them is refused with one line
  * "FILE: problem". Legend: n samples, d = rows * cols features. */
-#include "dataset.h"
-#include "common.h"
+#include "data/dataset.h"
+#include "util/common.h"
 
 #include <sys/stat.h>
 #include <zlib.h>

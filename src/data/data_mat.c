@@ -17,9 +17,9 @@
  * any variable is read, an empty file, a v5 file cut inside a variable and
  * a file of neither format are refused with their own message.
  * Legend: n samples, d features, K classes. */
-#include "dataset.h"
-#include "common.h"
-#include "philox.h"
+#include "data/dataset.h"
+#include "util/common.h"
+#include "util/philox.h"
 
 #include <float.h>
 #include <math.h>
@@ -28,7 +28,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include "h5util.h"
+#include "util/h5util.h"
 
 /* Last error matio logged, quoted in our messages instead of being printed. */
 static char mat_log_msg[256];

@@ -4,9 +4,10 @@
  *   settrain prepare mat --in FILE.mat --out FILE.h5 [--test-fraction F] [--seed S]
  * Options come from one table that drives getopt_long, the defaults and
  * --help. Exit codes: 0 done, 1 data or I/O error, 2 bad command line. */
-#include "dataset.h"
-#include "common.h"
-#include "outfile.h"
+#include "data/dataset.h"
+#include "cli/commands.h"
+#include "util/common.h"
+#include "util/outfile.h"
 
 #include <getopt.h>
 #include <stdarg.h>

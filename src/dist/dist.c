@@ -16,7 +16,7 @@
  * on rank RANK before the comparison after the evolution of EPOCH, to show
  * that the check catches ranks that drift apart. */
 #define _GNU_SOURCE
-#include "dist.h"
+#include "dist/dist.h"
 
 #include <math.h>
 #include <omp.h>
@@ -26,8 +26,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common.h"
-#include "cpu_ops.h"
+#include "util/common.h"
+#include "cpu/cpu_ops.h"
 
 #ifdef ST_HAVE_MPI
 #include <mpi.h>

@@ -30,9 +30,9 @@
  * (evolve_ws_create): evolution allocates nothing per epoch. */
 #include <math.h>
 
-#include "common.h"
-#include "model.h"
-#include "philox.h"
+#include "util/common.h"
+#include "model/model.h"
+#include "util/philox.h"
 
 struct st_evolve_ws {
     size_t cap;        /* entries of a and b                              */

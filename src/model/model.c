@@ -7,12 +7,12 @@
  * distribution of an independent Bernoulli(p) draw per block (a binomial
  * count per row, distinct sorted columns) in O(nb) work, never visiting
  * empty positions. U comes from Philox (seed, INIT_TOPO, layer, draw, row). */
-#include "model.h"
+#include "model/model.h"
 
 #include <limits.h>
 
-#include "common.h"
-#include "philox.h"
+#include "util/common.h"
+#include "util/philox.h"
 
 const char *const st_activation_names[ST_ACT_COUNT] = {"relu", "allrelu", "sigmoid", "tanh"};
 const char *const st_init_names[ST_INIT_COUNT] = {"he", "he-sparse"};

@@ -15,12 +15,12 @@
  * The transposed index is rebuilt on load. Loading validates every shape,
  * index range and value, so a damaged or hostile file gives one error line. */
 #define _POSIX_C_SOURCE 200809L
-#include "checkpoint.h"
+#include "train/checkpoint.h"
 
 #include <math.h>
 
-#include "dataset.h"
-#include "h5util.h"
+#include "data/dataset.h"
+#include "util/h5util.h"
 
 typedef struct {
     const st_config *cfg;

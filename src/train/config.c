@@ -2,7 +2,7 @@
  * and the backend names. */
 #include <string.h>
 
-#include "config.h"
+#include "train/config.h"
 
 const char *const st_backend_names[ST_BACKEND_COUNT] = {"cpu", "gpu", "auto"};
 

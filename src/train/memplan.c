@@ -1,13 +1,13 @@
 /* memplan.c: the memory a run needs and the memory available (memplan.h). */
 #define _GNU_SOURCE
-#include "memplan.h"
+#include "train/memplan.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <sys/resource.h>
 
-#include "common.h"
-#include "model.h"
+#include "util/common.h"
+#include "model/model.h"
 
 const char *const st_mem_part_keys[ST_MEM_COUNT] = {
     "data", "model", "activations", "gradients", "evolution", "checkpoint", "process"};

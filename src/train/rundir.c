@@ -1,7 +1,7 @@
 /* rundir.c: run folder recognition, claiming and locking, run ids and the
  * data fingerprint (see rundir.h). */
 #define _GNU_SOURCE
-#include "rundir.h"
+#include "train/rundir.h"
 
 #include <fcntl.h>
 #include <sys/random.h>
@@ -9,7 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common.h"
+#include "util/common.h"
 
 static const char *const run_files[] = {"metrics.csv", "run.json", "checkpoint.h5",
                                         ST_RUN_LOCK_NAME};

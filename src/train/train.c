@@ -1,14 +1,17 @@
-/* train.c: the host side of a run: loads and standardises the data, builds
- * the model, picks the backend, owns the epoch loop (shuffle, train,
- * evaluate, evolve, check the connection invariant) and writes
- * results/runs/<name>/metrics.csv (flushed every epoch) and run.json.
+/* train.c: the host side of a run (train_run): loads the data (src/data/),
+ * plans the memory (src/train/memplan.c), builds the model (src/model/),
+ * standardises the data (src/data/standardize.c), picks the backend
+ * (include/backend.h), claims the run folder (src/train/rundir.c), owns the
+ * epoch loop (shuffle, train, evaluate, evolve, check the connection
+ * invariant, checkpoint) and writes results/runs/<name>/metrics.csv (flushed
+ * every epoch) and run.json.
  *
  * Epoch order: train over the shuffled training set, evaluate on the test
  * set, then (except after the last epoch) evolve the sparse layers. train_loss
  * and train_acc are the means over the epoch's mini-batches as trained (with
  * dropout), as Keras reports them. */
 #define _GNU_SOURCE
-#include "train.h"
+#include "train/train.h"
 
 #include <dirent.h>
 #include <limits.h>
@@ -24,64 +27,13 @@
 #endif
 
 #include "backend.h"
-#include "checkpoint.h"
-#include "dist.h"
-#include "common.h"
-#include "memplan.h"
-#include "outfile.h"
-#include "philox.h"
-#include "rundir.h"
-
-void data_feature_stats(const float *x, int64_t n, int64_t d, float *mean, float *std)
-{
-    double *s = st_calloc((size_t)d, sizeof(double), "feature sums");
-    double *s2 = st_calloc((size_t)d, sizeof(double), "feature squares");
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t f = 0; f < d; f++)
-            s[f] += x[i * d + f];
-    for (int64_t f = 0; f < d; f++)
-        s[f] /= (double)n;
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t f = 0; f < d; f++) {
-            double t = x[i * d + f] - s[f];
-            s2[f] += t * t;
-        }
-    for (int64_t f = 0; f < d; f++) {
-        mean[f] = (float)s[f];
-        std[f] = (float)sqrt(s2[f] / (double)n);
-    }
-    free(s);
-    free(s2);
-}
-
-static float *pad_rows(const float *x, int64_t n, int64_t d, int64_t d_new)
-{
-    float *y = st_calloc((size_t)(n ? n : 1) * (size_t)d_new, sizeof(float), "padded features");
-    for (int64_t i = 0; i < n; i++)
-        memcpy(y + i * d_new, x + i * d, sizeof(float) * (size_t)d);
-    return y;
-}
-
-void data_pad_features(st_dataset *ds, int64_t d_new)
-{
-    if (d_new <= ds->d)
-        return;
-    float *tr = pad_rows(ds->x_train, ds->n_train, ds->d, d_new);
-    float *te = pad_rows(ds->x_test, ds->n_test, ds->d, d_new);
-    free(ds->x_train);
-    free(ds->x_test);
-    ds->x_train = tr;
-    ds->x_test = te;
-    ds->d = d_new;
-}
-
-void data_standardize(float *x, int64_t n, int64_t d, const float *mean, const float *std)
-{
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t f = 0; f < d; f++)
-            x[i * d + f] = (x[i * d + f] - mean[f]) / (std[f] > 0.0f ? std[f] : 1.0f);
-}
+#include "train/checkpoint.h"
+#include "dist/dist.h"
+#include "util/common.h"
+#include "train/memplan.h"
+#include "util/outfile.h"
+#include "util/philox.h"
+#include "train/rundir.h"
 
 void train_shuffle(uint64_t seed, int epoch, int64_t n, int64_t *perm)
 {

@@ -1,6 +1,6 @@
 /* common.c: error reporting, checked allocation, timing, number parsing. */
 #define _POSIX_C_SOURCE 200809L
-#include "common.h"
+#include "util/common.h"
 
 #include <fcntl.h>
 #include <math.h>

@@ -2,8 +2,8 @@
  * one-line error messages from the HDF5 error stack, checked attribute and
  * dataset access, and atomic (optionally durable) file replacement. */
 #define _POSIX_C_SOURCE 200809L
-#include "h5util.h"
-#include "outfile.h"
+#include "util/h5util.h"
+#include "util/outfile.h"
 
 #include <errno.h>
 #include <fcntl.h>

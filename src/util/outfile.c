@@ -2,7 +2,7 @@
  * refusal of a command's own inputs and of a run's files, and atomic
  * replacement through a temporary file in the target's folder. */
 #define _GNU_SOURCE
-#include "outfile.h"
+#include "util/outfile.h"
 
 #include <fcntl.h>
 #include <libgen.h>
@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "rundir.h"
+#include "train/rundir.h"
 
 const char *st_file_kind(mode_t mode)
 {

@@ -7,9 +7,9 @@
  * tests/fuzz/targets.h (`make fuzz` runs it; every file is under 20 KB).
  * Legend: n samples, d features, k classes. */
 #define _GNU_SOURCE
-#include "common.h"
-#include "checkpoint.h"
-#include "dataset.h"
+#include "util/common.h"
+#include "train/checkpoint.h"
+#include "data/dataset.h"
 
 #include <hdf5.h>
 #include <matio.h>

@@ -28,9 +28,9 @@
 #ifndef ST_FUZZ_TARGETS_H
 #define ST_FUZZ_TARGETS_H
 
-#include "common.h"
-#include "checkpoint.h"
-#include "dataset.h"
+#include "util/common.h"
+#include "train/checkpoint.h"
+#include "data/dataset.h"
 
 #include <math.h>
 #include <stdint.h>
