@@ -197,6 +197,14 @@ one_error "784-1000000-10 at batch 4096 is refused before allocating" 'needs abo
 ( ulimit -v 8000000 2>/dev/null; "$BIN" train --data "$tmp/d.h5" --hidden 100000000 --epochs 1 --quiet --out "$tmp/mem2" >/dev/null 2>"$tmp/err" ); rc=$?
 one_error "--hidden 100000000 is refused before allocating" 'needs about .* of memory'
 [ ! -e "$tmp/mem" ] && [ ! -e "$tmp/mem2" ] && ok "the refused runs created no folder" || bad "a refused run left a folder"
+# The estimate printed before allocating against what the run really used (run.json's
+# peak_rss_bytes), on a network big enough that the model and its buffers dominate.
+"$BIN" train --data "$tmp/d.h5" --hidden 50000,50000 --batch 64 --epochs 2 --threads 1 --quiet --out "$tmp/rss" >/dev/null 2>"$tmp/err" || bad "the 2 x 50000 run: $(cat "$tmp/err")"
+rss=$(python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print("%.3f %d %d" % (d["peak_rss_bytes"] / d["memory_estimate_bytes"]["total"], d["peak_rss_bytes"], d["memory_estimate_bytes"]["total"]))' "$tmp/rss/run.json" 2>&1)
+case $rss in
+    0.9[0-9]*|1.0[0-9]*) ok "2 x 50000: peak resident memory within 10% of the estimate (peak/estimate, peak, estimate: $rss)" ;;
+    *) bad "2 x 50000: peak resident memory against the estimate (peak/estimate, peak, estimate): $rss" ;;
+esac
 
 # A stop signal while a large network is being set up: exit 3 at once, nothing written.
 "$BIN" train --data "$tmp/d.h5" --hidden 200000,200000 --batch 8 --threads 1 --epochs 1 --quiet --out "$tmp/setup" >/dev/null 2>"$tmp/err" &

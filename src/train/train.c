@@ -18,6 +18,7 @@
 #include <math.h>
 #include <signal.h>
 #include <omp.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -140,6 +141,11 @@ static int write_run_json(const char *dir, const st_config *c, const st_model *m
             fprintf(f, "\"%s\": %llu, ", st_mem_part_keys[i], (unsigned long long)x->mem->part[i]);
         fprintf(f, "\"total\": %llu},\n", (unsigned long long)x->mem->total);
     }
+    /* This process's peak resident memory so far (a resumed run: since the
+     * resume), beside the estimate above. */
+    struct rusage ru;
+    if (!getrusage(RUSAGE_SELF, &ru))
+        fprintf(f, "  \"peak_rss_bytes\": %llu,\n", (unsigned long long)ru.ru_maxrss * 1024ull);
     fprintf(f, "  \"layers\": [\n");
     for (int l = 0; m->layers && l < m->n_layers; l++) {
         const st_layer *L = &m->layers[l];

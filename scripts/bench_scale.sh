@@ -1,0 +1,112 @@
+#!/bin/sh
+# bench_scale.sh: how settrain's CPU backend scales with the network's width, from three
+# hidden layers of 3,000 neurons up to three of 1,000,000 (about 110M connections).
+#
+# For each network, one run of EPOCHS epochs (default 2: two epochs of training with one SET
+# evolution between them, then the final checkpoint) on the first SAMPLES (default 2000)
+# Fashion-MNIST training images, epsilon 20, batch 128, with each thread count of THREADS.
+# Each row of the table gives:
+#   connections        the network's connections (run.json)
+#   train_s            seconds of training per epoch (the mean over the epochs after the first)
+#   ns_conn_sample     train_s / (connections x samples): the cost of one connection for one
+#                      sample (its forward, backward and gradient multiply-adds)
+#   vs_smallest        ns_conn_sample / that of the smallest network in the same run and
+#                      thread count (the issue's goal: at most 2 at 3 x 1M)
+#   evolve_s, ns_conn_evolve   one SET evolution, in all and per connection
+#   ckpt_s             the final checkpoint's write (run.json checkpoint_s_last)
+#   estimate_gib, peak_gib, peak_vs_estimate   the memory settrain printed before allocating
+#                      (run.json memory_estimate_bytes) and the process's peak resident memory
+#                      (run.json peak_rss_bytes)
+# Writes results/bench/scale-<date>-<commit>.csv (its first line: CPU, cores, memory, commit,
+# load average) and prints the table. A network that does not fit is refused by settrain's
+# memory check before anything large is allocated; its row says so.
+#
+# Usage: scripts/bench_scale.sh [DATA.h5]   (default data/fmnist.h5; made if absent)
+# Environment: NETS (hidden sizes, blank-separated; default
+#   "3000,3000,3000 30000,30000,30000 100000,100000,100000 300000,300000,300000 1000000
+#    1000000,1000000,1000000"), THREADS (default "1"), EPOCHS (2), SAMPLES (2000),
+#   EPSILON (20), BATCH (128), BIN (build/settrain).
+# The largest network takes about 12 GiB and 10-20 minutes per thread count on one core.
+set -eu
+cd "$(dirname "$0")/.."
+BIN=${BIN:-build/settrain}
+DATA=${1:-data/fmnist.h5}
+NETS=${NETS:-"3000,3000,3000 30000,30000,30000 100000,100000,100000 300000,300000,300000 1000000 1000000,1000000,1000000"}
+THREADS=${THREADS:-1}
+EPOCHS=${EPOCHS:-2}
+SAMPLES=${SAMPLES:-2000}
+EPSILON=${EPSILON:-20}
+BATCH=${BATCH:-128}
+[ -x "$BIN" ] || make NVCC=
+[ -f "$DATA" ] || "$BIN" prepare fmnist --out "$DATA"
+commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD -- src include 2>/dev/null || commit="$commit-dirty"
+cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
+mem=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+stamp=$(date +%Y%m%d-%H%M%S)
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
+work=$(mktemp -d /tmp/settrain_scale_XXXXXX)
+trap 'rm -rf "$work"' EXIT
+out=results/bench/scale-$stamp-$commit.csv
+mkdir -p results/bench
+
+# row NET THREADS: one run, one CSV line on stdout
+row() {
+    net=$1; th=$2; dir=$work/run-$th-$(echo "$net" | tr ',' 'x')
+    ld=$(cut -d' ' -f1 /proc/loadavg)
+    echo "bench_scale: $net hidden, $th thread(s), load $ld ..." >&2
+    if ! "$BIN" train --data "$DATA" --hidden "$net" --epsilon "$EPSILON" --batch "$BATCH" \
+            --train-limit "$SAMPLES" --epochs "$EPOCHS" --threads "$th" --backend cpu --quiet \
+            --out "$dir" >"$work/out.txt" 2>"$work/err.txt"; then
+        why=$(tail -1 "$work/err.txt" | tr ',"' ';'"'")
+        echo "$net,$th,,,,,,,,,,,$ld,\"$why\""
+        return 0
+    fi
+    python3 - "$dir" "$net" "$th" "$SAMPLES" "$ld" <<'EOF'
+import csv, json, sys
+d, net, th, samples, ld = sys.argv[1:]
+r = json.load(open(d + "/run.json"))
+rows = list(csv.DictReader(open(d + "/metrics.csv")))
+later = rows[1:] or rows
+train_s = sum(float(x["t_train_s"]) for x in later) / len(later)
+evo = [float(x["t_evolve_s"]) for x in rows[:-1]]
+evolve_s = sum(evo) / len(evo) if evo else float("nan")
+conn = int(r["connections"])
+sparse = sum(l["connections"] for l in r["layers"] if not l["dense"])
+est = r["memory_estimate_bytes"]["total"]
+peak = r.get("peak_rss_bytes") or 0
+g = 1024.0 ** 3
+print("%s,%s,%d,%.4f,%.4f,,%.4f,%.1f,%.3f,%.3f,%.3f,%.3f,%s," % (
+    net, th, conn, train_s, train_s / (conn * int(samples)) * 1e9, evolve_s,
+    evolve_s / sparse * 1e9 if evo else float("nan"), r["checkpoint_s_last"],
+    est / g, peak / g, peak / est if est else float("nan"), ld))
+EOF
+}
+
+header="hidden,threads,connections,train_s,ns_conn_sample,vs_smallest,evolve_s,ns_conn_evolve,ckpt_s,estimate_gib,peak_gib,peak_vs_estimate,load1,note"
+{
+    echo "$header"
+    for th in $THREADS; do
+        for net in $NETS; do row "$net" "$th"; done
+    done
+} >"$work/raw.csv"
+load1=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# vs_smallest: the per-connection cost relative to the first network of the same thread count
+awk -F, -v OFS=, 'NR == 1 { print; next }
+    { if (!($2 in base) && $5 != "") base[$2] = $5
+      if ($5 != "" && base[$2] > 0) $6 = sprintf("%.2f", $5 / base[$2]); print }' \
+    "$work/raw.csv" >"$work/table.csv"
+{
+    echo "# settrain scale benchmark: cpu \"$cpu\", cores $(nproc), memory $mem, commit $commit, $(date -u +%Y-%m-%dT%H:%M:%SZ), samples $SAMPLES, epsilon $EPSILON, batch $BATCH, epochs $EPOCHS, load average $load0 at start and $load1 at the end"
+    cat "$work/table.csv"
+} >"$out"
+
+echo
+echo "Scale: epsilon $EPSILON, batch $BATCH, $SAMPLES samples, $EPOCHS epochs; $cpu; load $load0 -> $load1"
+awk -F, 'NR == 1 { next }
+    BEGIN { printf "%-27s %3s %12s %9s %8s %6s %8s %7s %7s %8s %7s %6s  %s\n", "hidden", "thr", "connections",
+                   "train_s", "ns/c/s", "x3k", "evolve_s", "ns/c_ev", "ckpt_s", "est_GiB", "peak", "p/est", "note" }
+    { printf "%-27s %3s %12s %9s %8s %6s %8s %7s %7s %8s %7s %6s  %s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $14 }' \
+    "$work/table.csv"
+echo "wrote $out"
