@@ -17,9 +17,10 @@
  *
  * How (the results are those of the rules above, in any case):
  *  - prune: the keys (magnitude bits, which order non-negative floats as
- *    the floats do, then the index) are radix-sorted; the first k marked;
+ *    the floats do, then the index) go through a radix selection (one 16-bit
+ *    digit at a time from the top) that marks exactly the k smallest;
  *  - regrow: candidates are drawn in windows; a window is radix-sorted by
- *    (position, draw), checked against the surviving blocks row by row in
+ *    position (stable, so equal positions keep their draw order), checked against the surviving blocks row by row in
  *    position order (cache-friendly), and merged into the sorted set of
  *    first occurrences; once it holds n positions, the n with the earliest
  *    draws are accepted: exactly the first n accepted in draw order;
@@ -104,12 +105,14 @@ void evolve_ws_free(st_evolve_ws *ws)
     free(ws);
 }
 
-/* Sort x[0..n) ascending on bits [0, bits) (LSD radix, 16-bit digits), using
- * tmp; returns the array that holds the result (x or tmp). */
-static uint64_t *radix_sort(uint64_t *x, uint64_t *tmp, size_t n, int bits, size_t *count)
+/* Sort x[0..n) ascending on bits [lo, hi) (LSD radix, 16-bit digits, stable:
+ * keys equal on those bits keep their order), using tmp; returns the array
+ * that holds the result (x or tmp). */
+static uint64_t *radix_sort_bits(uint64_t *x, uint64_t *tmp, size_t n, int lo, int hi,
+                                 size_t *count)
 {
     uint64_t *src = x, *dst = tmp;
-    for (int shift = 0; shift < bits; shift += 16) {
+    for (int shift = lo; shift < hi; shift += 16) {
         memset(count, 0, sizeof(size_t) * 65536);
         for (size_t i = 0; i < n; i++)
             count[(src[i] >> shift) & 0xffff]++;
@@ -137,14 +140,46 @@ static uint32_t fbits(float f)
     return u;
 }
 
-/* Mark the k smallest of the n keys (magnitude bits << 32 | index). */
+/* Mark the k smallest of the n keys (magnitude bits << 32 | index; all
+ * distinct) by radix selection: histogram a 16-bit digit of the candidates,
+ * from the top; every candidate below the digit where the k-th smallest
+ * falls is marked, the ones with that digit stay candidates for the next
+ * digit, the rest are dropped. The marked set is the first k of the sorted
+ * keys, found in about two passes over them instead of a sort. Uses ws->a
+ * (the keys) and ws->b. */
 static void mark_smallest(st_evolve_ws *ws, size_t n, int64_t k, uint8_t *removed)
 {
     if (k <= 0)
         return;
-    uint64_t *s = radix_sort(ws->a, ws->b, n, 64, ws->count);
-    for (int64_t j = 0; j < k; j++)
-        removed[(uint32_t)s[j]] = 1;
+    size_t *count = ws->count;
+    uint64_t *src = ws->a, *alt = ws->b;
+    size_t m = n, need = (size_t)k;
+    for (int shift = 48; m > 0; shift -= 16) {
+        memset(count, 0, sizeof(size_t) * 65536);
+        for (size_t i = 0; i < m; i++)
+            count[(src[i] >> shift) & 0xffff]++;
+        size_t below = 0, t = 0;
+        while (below + count[t] < need)
+            below += count[t++];
+        size_t e = 0;
+        for (size_t i = 0; i < m; i++) {
+            size_t dg = (src[i] >> shift) & 0xffff;
+            if (dg < t)
+                removed[(uint32_t)src[i]] = 1;
+            else if (dg == t)
+                alt[e++] = src[i];
+        }
+        need -= below;
+        if (need == e || shift == 0) { /* the whole digit's bucket is taken */
+            for (size_t i = 0; i < need; i++)
+                removed[(uint32_t)alt[i]] = 1;
+            return;
+        }
+        uint64_t *tp = src;
+        src = alt;
+        alt = tp;
+        m = e;
+    }
 }
 
 static int64_t prune_select_ws(const st_layer *L, double zeta, uint8_t *removed,
@@ -249,7 +284,9 @@ static int64_t regrow_select(const st_layer *L, int layer, uint64_t seed, int ep
             W[i] = st_below(u.v[0], u.v[1], npos) << dbits | di;
         }
         d += w;
-        uint64_t *S = radix_sort(W, B, w, 64, ws->count);
+        /* by position; equal positions keep their draw order (the low bits
+         * ascend through the window already) */
+        uint64_t *S = radix_sort_bits(W, B, w, dbits, 64, ws->count);
         /* keep the empty positions; in position order the rows ascend */
         size_t kept = 0;
         for (size_t i = 0; i < w; i++) {
@@ -279,13 +316,13 @@ static int64_t regrow_select(const st_layer *L, int layer, uint64_t seed, int ep
     const uint64_t dmask = dbits >= 64 ? ~0ull : ((1ull << dbits) - 1);
     for (size_t q = 0; q < nu; q++)
         B[q] = (U[q] & dmask) << 32 | (uint64_t)q; /* draw, then place in U */
-    uint64_t *Ds = radix_sort(B, U + nu, nu, 32 + bits_for(d), ws->count);
+    uint64_t *Ds = radix_sort_bits(B, U + nu, nu, 32, 32 + bits_for(d), ws->count); /* draws are distinct */
     uint64_t last_draw = Ds[n - 1] >> 32;
     /* acceptance order r of the place q; sorted by q, i.e. by position */
     uint64_t *P = ws->acc_pos;
     for (int64_t r = 0; r < n; r++)
         P[r] = (Ds[r] & 0xffffffffull) << 32 | (uint64_t)r;
-    uint64_t *Ps = radix_sort(P, B, (size_t)n, 32 + bits_for(nu), ws->count);
+    uint64_t *Ps = radix_sort_bits(P, B, (size_t)n, 32, 32 + bits_for(nu), ws->count); /* places are distinct */
     for (int64_t r = 0; r < n; r++) {
         uint64_t x = Ps[r];
         ws->acc_pos[r] = U[x >> 32] >> dbits;
