@@ -4,7 +4,8 @@
 #
 # For each network, one run of EPOCHS epochs (default 2: two epochs of training with one SET
 # evolution between them, then the final checkpoint) on the first SAMPLES (default 2000)
-# Fashion-MNIST training images, epsilon 20, batch 128, with each thread count of THREADS.
+# Fashion-MNIST training images, evaluated on the first TEST_SAMPLES (default 1000) test
+# images, epsilon 20, batch 128, with each thread count of THREADS.
 # Each row of the table gives:
 #   connections        the network's connections (run.json)
 #   train_s            seconds of training per epoch (the mean over the epochs after the first)
@@ -25,7 +26,7 @@
 # Environment: NETS (hidden sizes, blank-separated; default
 #   "3000,3000,3000 30000,30000,30000 100000,100000,100000 300000,300000,300000 1000000
 #    1000000,1000000,1000000"), THREADS (default "1"), EPOCHS (2), SAMPLES (2000),
-#   EPSILON (20), BATCH (128), BIN (build/settrain).
+#   TEST_SAMPLES (1000), EPSILON (20), BATCH (128), BIN (build/settrain).
 # The largest network takes about 12 GiB and 10-20 minutes per thread count on one core.
 set -eu
 cd "$(dirname "$0")/.."
@@ -39,6 +40,7 @@ EPSILON=${EPSILON:-20}
 BATCH=${BATCH:-128}
 [ -x "$BIN" ] || make NVCC=
 [ -f "$DATA" ] || "$BIN" prepare fmnist --out "$DATA"
+TEST_SAMPLES=${TEST_SAMPLES:-1000}
 commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD -- src include 2>/dev/null || commit="$commit-dirty"
 cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
@@ -50,19 +52,41 @@ trap 'rm -rf "$work"' EXIT
 out=results/bench/scale-$stamp-$commit.csv
 mkdir -p results/bench
 
+# The runs read a copy of DATA cut to its first SAMPLES training and TEST_SAMPLES test images:
+# each epoch's evaluation goes over the whole test split, which at 3 x 1M would take longer
+# than the training being measured. The copy is made with Debian's h5py (installed here if
+# missing: this script's own need, not the build's or the tests').
+PY=/usr/bin/python3
+if ! "$PY" -c 'import h5py' 2>/dev/null; then
+    echo "bench_scale: installing python3-h5py (apt-get) to cut the data file" >&2
+    apt-get install -y python3-h5py >/dev/null 2>&1 || { echo "bench_scale: error: python3-h5py is needed (apt-get install python3-h5py)" >&2; exit 1; }
+fi
+"$PY" - "$DATA" "$work/data.h5" "$SAMPLES" "$TEST_SAMPLES" <<'EOF'
+import sys, h5py
+src, dst, ntr, nte = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+with h5py.File(src, "r") as f, h5py.File(dst, "w") as g:
+    for k, v in f.attrs.items():
+        g.attrs[k] = v
+    for split, n in (("train", ntr), ("test", nte)):
+        if f[split + "/X"].shape[0] < n:
+            sys.exit("bench_scale: error: %s has %d %s samples, fewer than %d" % (src, f[split + "/X"].shape[0], split, n))
+        g.create_dataset(split + "/X", data=f[split + "/X"][:n])
+        g.create_dataset(split + "/y", data=f[split + "/y"][:n])
+EOF
+
 # row NET THREADS: one run, one CSV line on stdout
 row() {
-    net=$1; th=$2; dir=$work/run-$th-$(echo "$net" | tr ',' 'x')
+    net=$1; th=$2; netx=$(echo "$net" | tr ',' 'x'); dir=$work/run-$th-$netx
     ld=$(cut -d' ' -f1 /proc/loadavg)
     echo "bench_scale: $net hidden, $th thread(s), load $ld ..." >&2
-    if ! "$BIN" train --data "$DATA" --hidden "$net" --epsilon "$EPSILON" --batch "$BATCH" \
-            --train-limit "$SAMPLES" --epochs "$EPOCHS" --threads "$th" --backend cpu --quiet \
+    if ! "$BIN" train --data "$work/data.h5" --hidden "$net" --epsilon "$EPSILON" --batch "$BATCH" \
+            --epochs "$EPOCHS" --threads "$th" --backend cpu --quiet \
             --out "$dir" >"$work/out.txt" 2>"$work/err.txt"; then
         why=$(tail -1 "$work/err.txt" | tr ',"' ';'"'")
-        echo "$net,$th,,,,,,,,,,,$ld,\"$why\""
+        echo "$netx,$th,,,,,,,,,,,$ld,\"$why\""
         return 0
     fi
-    python3 - "$dir" "$net" "$th" "$SAMPLES" "$ld" <<'EOF'
+    python3 - "$dir" "$netx" "$th" "$SAMPLES" "$ld" <<'EOF'
 import csv, json, sys
 d, net, th, samples, ld = sys.argv[1:]
 r = json.load(open(d + "/run.json"))
@@ -98,7 +122,7 @@ awk -F, -v OFS=, 'NR == 1 { print; next }
       if ($5 != "" && base[$2] > 0) $6 = sprintf("%.2f", $5 / base[$2]); print }' \
     "$work/raw.csv" >"$work/table.csv"
 {
-    echo "# settrain scale benchmark: cpu \"$cpu\", cores $(nproc), memory $mem, commit $commit, $(date -u +%Y-%m-%dT%H:%M:%SZ), samples $SAMPLES, epsilon $EPSILON, batch $BATCH, epochs $EPOCHS, load average $load0 at start and $load1 at the end"
+    echo "# settrain scale benchmark: cpu \"$cpu\", cores $(nproc), memory $mem, commit $commit, $(date -u +%Y-%m-%dT%H:%M:%SZ), samples $SAMPLES, test samples $TEST_SAMPLES, epsilon $EPSILON, batch $BATCH, epochs $EPOCHS, load average $load0 at start and $load1 at the end"
     cat "$work/table.csv"
 } >"$out"
 
