@@ -196,7 +196,9 @@ one_error "a layer without connections is refused" 'no connection'
 one_error "784-1000000-10 at batch 4096 is refused before allocating" 'needs about .* of memory .* biggest part is activations .*--batch'
 ( ulimit -v 8000000 2>/dev/null; "$BIN" train --data "$tmp/d.h5" --hidden 100000000 --epochs 1 --quiet --out "$tmp/mem2" >/dev/null 2>"$tmp/err" ); rc=$?
 one_error "--hidden 100000000 is refused before allocating" 'needs about .* of memory'
-[ ! -e "$tmp/mem" ] && [ ! -e "$tmp/mem2" ] && ok "the refused runs created no folder" || bad "a refused run left a folder"
+( ulimit -v 8000000 2>/dev/null; SETTRAIN_MEMORY_LIMIT=100G "$BIN" train --data "$tmp/d.h5" --hidden 2000000,2000000 --batch 8 --epochs 2 --quiet --out "$tmp/evo" >/dev/null 2>"$tmp/err" ); rc=$?
+one_error "a layer too large for evolution's position keys (2M -> 2M) is refused before training" 'layer 2 .2000000 -> 2000000. is too large to evolve: .* candidate draws'
+[ ! -e "$tmp/mem" ] && [ ! -e "$tmp/mem2" ] && [ ! -e "$tmp/evo" ] && ok "the refused runs created no folder" || bad "a refused run left a folder"
 # The estimate printed before allocating against what the run really used (run.json's
 # peak_rss_bytes), on a network big enough that the model and its buffers dominate.
 "$BIN" train --data "$tmp/d.h5" --hidden 50000,50000 --batch 64 --epochs 2 --threads 1 --quiet --out "$tmp/rss" >/dev/null 2>"$tmp/err" || bad "the 2 x 50000 run: $(cat "$tmp/err")"

@@ -141,6 +141,13 @@ int layer_evolve(st_layer *L, int layer, uint64_t seed, int epoch, double zeta,
 /* The scratch memory of evolution, allocated once for a model (sized for
  * its largest sparse layer at this zeta), so that evolving allocates
  * nothing per epoch; layer_evolve makes a temporary one. */
+/* Refuse (-1 with err naming the layer) a network whose SET evolution
+ * would fail for want of room for its regrowth candidates' draw numbers
+ * (a position key holds the block position and the draw in 64 bits), so a
+ * run is refused before training rather than at its first evolution.
+ * sizes: n_layers + 1 layer sizes. */
+int evolve_check_sizes(const int32_t *sizes, int n_layers, int motif, double epsilon,
+                       double zeta, char *err);
 typedef struct st_evolve_ws st_evolve_ws;
 st_evolve_ws *evolve_ws_create(const st_model *m, double zeta);
 void evolve_ws_free(st_evolve_ws *ws);

@@ -251,6 +251,33 @@ static int bits_for(uint64_t v) /* bits needed to hold 0..v */
     return b ? b : 1;
 }
 
+int evolve_check_sizes(const int32_t *sizes, int n_layers, int motif, double epsilon,
+                       double zeta, char *err)
+{
+    for (int l = 0; l < n_layers; l++) {
+        const int bi = motif, bo = l == n_layers - 1 ? 1 : motif;
+        const double p = layer_er_probability(sizes[l], sizes[l + 1], epsilon);
+        if (p >= 1.0)
+            continue; /* stored dense, never evolved */
+        const uint64_t nbr = (uint64_t)(sizes[l + 1] / bo), nbc = (uint64_t)(sizes[l] / bi);
+        const uint64_t npos = nbr * nbc;
+        if (npos < 2)
+            continue;
+        const int pbits = bits_for(npos - 1), dbits = 64 - pbits;
+        const double dmax = dbits >= 32 ? 4294967295.0 : (double)((1ull << dbits) - 1);
+        /* the expected block count and a margin of 1% for the draw; the
+         * first window asks for 1.25 n + 1024 candidates (regrow_select) */
+        const double n = floor(zeta * p * (double)nbr * (double)nbc * 1.01);
+        if (1.25 * n + 1024 > dmax)
+            return st_fail(err, "layer %d (%d -> %d) is too large to evolve: regrowing its %.0f "
+                                "blocks needs %.0f candidate draws, more than the %.0f a "
+                                "position key leaves room for; lower --epsilon, --zeta or the "
+                                "layer's width (or raise --motif)",
+                           l + 1, sizes[l], sizes[l + 1], n, 1.25 * n + 1024, dmax);
+    }
+    return 0;
+}
+
 /* The n blocks to regrow: ws->acc_pos[0..n) sorted by position, ws->acc_j
  * their acceptance order. Returns the number of draws, or -1 (err).
  * Buffers: U, the sorted first occurrences (pos << dbits | draw), lives in

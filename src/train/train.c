@@ -605,6 +605,9 @@ int train_run(const st_config *cfg_in)
         uint64_t held = mem.part[ST_MEM_DATA] + (resumed ? mem.part[ST_MEM_MODEL] : 0);
         if (cfg.backend != ST_BACKEND_GPU && st_memplan_check(&mem, held, cfg.batch, err))
             st_die("%s", err);
+        if (cfg.backend != ST_BACKEND_GPU &&
+            evolve_check_sizes(sizes, nl, cfg.motif, cfg.epsilon, cfg.zeta, err))
+            st_die("%s", err);
     }
 
     if (resumed) {
