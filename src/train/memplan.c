@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "util/common.h"
 #include "model/model.h"
@@ -15,6 +16,18 @@ const char *const st_mem_part_keys[ST_MEM_COUNT] = {
 const char *const st_mem_part_names[ST_MEM_COUNT] = {
     "data", "model (weights, momentum, indices)", "activations (batch x widest layers)",
     "gradients", "evolution scratch", "checkpoint image", "the program (libraries, stacks)"};
+
+/* This process's resident memory now (/proc/self/statm), 0 if unknown. */
+static uint64_t resident_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long size = 0, res = 0;
+    int ok = f && fscanf(f, "%llu %llu", &size, &res) == 2;
+    if (f)
+        fclose(f);
+    long pg = sysconf(_SC_PAGESIZE);
+    return ok && pg > 0 ? (uint64_t)res * (uint64_t)pg : 0;
+}
 
 void st_memplan_compute(const int32_t *sizes, int n_layers, int motif, double epsilon,
                         double zeta, int batch, double dropout, int64_t n_train, int64_t n_test,
@@ -66,8 +79,14 @@ void st_memplan_compute(const int32_t *sizes, int n_layers, int motif, double ep
      * written: twice its image,
      * which holds w, v, the forward index and the biases. */
     mp->part[ST_MEM_CHECKPOINT] = (uint64_t)(2.0 * image);
-    /* the program itself: libraries (HDF5, OpenMP), thread stacks, heap slack */
-    mp->part[ST_MEM_PROCESS] = 32ull << 20;
+    /* the program itself: libraries (HDF5, OpenMP; cuSPARSE and cuBLAS in a
+     * CUDA build, whose loading alone takes about 180 MB), thread stacks,
+     * heap slack: what this process holds now beyond the loaded data, at
+     * least 32 MiB */
+    uint64_t proc = 32ull << 20, rss = resident_bytes();
+    if (rss > mp->part[ST_MEM_DATA] && rss - mp->part[ST_MEM_DATA] > proc)
+        proc = rss - mp->part[ST_MEM_DATA];
+    mp->part[ST_MEM_PROCESS] = proc;
     for (int i = 0; i < ST_MEM_COUNT; i++)
         mp->total += mp->part[i];
     mp->available = st_memory_available(&mp->available_from);
