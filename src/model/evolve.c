@@ -251,6 +251,14 @@ static int bits_for(uint64_t v) /* bits needed to hold 0..v */
     return b ? b : 1;
 }
 
+/* A regrowth candidate's key packs its block position (the high bits) and
+ * its draw number (the low dbits) into 64 bits; the draws it leaves room for
+ * (at most 2^32 - 1, the counter word). */
+static int draw_bits(uint64_t npos) { return 64 - bits_for(npos - 1); }
+static uint64_t draw_max(int dbits) { return dbits >= 32 ? 0xffffffffull : ((1ull << dbits) - 1); }
+/* A window asks for 1.25 times the blocks still missing plus 1024. */
+static size_t window_for(size_t miss) { return miss + miss / 4 + 1024; }
+
 int evolve_check_sizes(const int32_t *sizes, int n_layers, int motif, double epsilon,
                        double zeta, char *err)
 {
@@ -263,17 +271,17 @@ int evolve_check_sizes(const int32_t *sizes, int n_layers, int motif, double eps
         const uint64_t npos = nbr * nbc;
         if (npos < 2)
             continue;
-        const int pbits = bits_for(npos - 1), dbits = 64 - pbits;
-        const double dmax = dbits >= 32 ? 4294967295.0 : (double)((1ull << dbits) - 1);
-        /* the expected block count and a margin of 1% for the draw; the
-         * first window asks for 1.25 n + 1024 candidates (regrow_select) */
-        const double n = floor(zeta * p * (double)nbr * (double)nbc * 1.01);
-        if (1.25 * n + 1024 > dmax)
-            return st_fail(err, "layer %d (%d -> %d) is too large to evolve: regrowing its %.0f "
-                                "blocks needs %.0f candidate draws, more than the %.0f a "
+        const uint64_t dmax = draw_max(draw_bits(npos));
+        /* the expected block count with a margin of 1% for the draw, and
+         * the first window regrow_select asks for to regrow it */
+        const size_t n = (size_t)floor(zeta * p * (double)nbr * (double)nbc * 1.01);
+        if (window_for(n) > dmax)
+            return st_fail(err, "layer %d (%d -> %d) is too large to evolve: regrowing its %zu "
+                                "blocks needs %zu candidate draws, more than the %llu a "
                                 "position key leaves room for; lower --epsilon, --zeta or the "
                                 "layer's width (or raise --motif)",
-                           l + 1, sizes[l], sizes[l + 1], n, 1.25 * n + 1024, dmax);
+                           l + 1, sizes[l], sizes[l + 1], n, window_for(n),
+                           (unsigned long long)dmax);
     }
     return 0;
 }
@@ -289,14 +297,14 @@ static int64_t regrow_select(const st_layer *L, int layer, uint64_t seed, int ep
                              const uint8_t *removed, st_evolve_ws *ws, char *err)
 {
     const uint64_t npos = (uint64_t)L->nbr * (uint64_t)L->nbc;
-    const int pbits = bits_for(npos - 1), dbits = 64 - pbits;
-    const uint64_t dmax = dbits >= 32 ? 0xffffffffull : ((1ull << dbits) - 1);
+    const int dbits = draw_bits(npos);
+    const uint64_t dmax = draw_max(dbits);
     uint64_t *U = ws->a, *B = ws->b;
     size_t nu = 0;
     uint64_t d = 0;
     while ((int64_t)nu < n) {
         size_t miss = (size_t)(n - (int64_t)nu);
-        size_t w = miss + miss / 4 + 1024;
+        size_t w = window_for(miss);
         if (nu + w > ws->cap)
             return st_fail(err, "layer %d: the regrowth window does not fit its workspace", layer);
         if (d + w > dmax)
