@@ -5,7 +5,8 @@
  * update), SET evolution and a forward pass without dropout, interleaving
  * the motif sizes round by round and keeping each one's fastest round (the
  * least disturbed by other work on the machine). It also measures the
- * core's peak multiply-add rate with a loop of independent 256-bit FMAs, and
+ * core's peak multiply-add rate with a loop of independent FMAs (512-bit
+ * where the build has AVX-512, else 256-bit), and
  * prints the useful multiply-add rate (3 x connections x samples per
  * training step) as a fraction of it.
  *
@@ -128,12 +129,18 @@ static void eval_pass(net *n, int ld)
 }
 
 /* Peak multiply-adds per second of one thread: 12 independent chains of
- * 256-bit FMAs (enough to cover 2 pipes x 4-5 cycles of latency). */
-typedef float v8 __attribute__((vector_size(32)));
+ * FMAs of the widest vectors the build has (512-bit with AVX-512, else
+ * 256-bit; enough chains to cover 2 pipes x 4-5 cycles of latency). */
+#ifdef __AVX512F__
+#define PEAK_LANES 16
+#else
+#define PEAK_LANES 8
+#endif
+typedef float vpk __attribute__((vector_size(4 * PEAK_LANES)));
 static double fma_peak(void)
 {
-    v8 acc[12], x = {0}, y = {0};
-    for (int i = 0; i < 8; i++) {
+    vpk acc[12], x = {0}, y = {0};
+    for (int i = 0; i < PEAK_LANES; i++) {
         x[i] = 1.0f + 1e-7f * (float)i;
         y[i] = 1e-8f;
     }
@@ -146,12 +153,12 @@ static double fma_peak(void)
         for (long i = 0; i < iters; i++) {
             for (int j = 0; j < 12; j++)
                 acc[j] = acc[j] * x + y;
-            __asm__ volatile("" : "+x"(acc[0]), "+x"(acc[1]), "+x"(acc[2]), "+x"(acc[3]),
-                             "+x"(acc[4]), "+x"(acc[5]));
-            __asm__ volatile("" : "+x"(acc[6]), "+x"(acc[7]), "+x"(acc[8]), "+x"(acc[9]),
-                             "+x"(acc[10]), "+x"(acc[11]));
+            __asm__ volatile("" : "+v"(acc[0]), "+v"(acc[1]), "+v"(acc[2]), "+v"(acc[3]),
+                             "+v"(acc[4]), "+v"(acc[5]));
+            __asm__ volatile("" : "+v"(acc[6]), "+v"(acc[7]), "+v"(acc[8]), "+v"(acc[9]),
+                             "+v"(acc[10]), "+v"(acc[11]));
         }
-        double dt = now() - t0, rate = (double)iters * 12 * 8 / dt;
+        double dt = now() - t0, rate = (double)iters * 12 * PEAK_LANES / dt;
         if (rate > best)
             best = rate;
     }

@@ -9,8 +9,10 @@
  *
  * Sparse layers: register-blocked kernels with the block shape fixed at
  * compile time (1x1, 2x2, 4x4, 8x8, and m x 1 for the output layer): a tile
- * of up to 8 vector accumulators stays in registers across a row's index
- * list (a block's rows unrolled), each weight is broadcast once a tile. The SDDMM sums whole blocks at once (one
+ * of vector accumulators stays in registers across a row's index list, each
+ * weight is broadcast once a tile; where the build has AVX-512, 512-bit
+ * tiles hold a square block's m rows together so each gathered input vector
+ * feeds m FMAs. The SDDMM sums whole blocks at once (one
  * transposing reduction for 8 sums) and, fused, applies the momentum step
  * to each weight as soon as its gradient is summed. Other shapes take a
  * generic path with the same summation order and explicit FMAs, so both
@@ -206,51 +208,115 @@ static void dense_block4(float *out, const float *init, int64_t r0, int nr, cons
 }
 
 /* ---- register-blocked block kernels ------------------------------------ *
- * A tile keeps RB rows x T vectors (8 T batch columns) of accumulators in
- * registers across a whole index list; every loaded input vector feeds RB
- * rows, every weight is broadcast once per tile. Tiles hold 8 accumulators
- * (the FMA latency times two pipes): T = 8 / RB, and one tile for the rest
- * of ld. Square blocks use RB = 1 with the block's bi (forward) or bo
- * (backward) rows unrolled: on this project's machine (AVX2, three load
- * ports) grouping the block's rows (RB = bo) measured slower, the extra
- * reuse of each input vector not paying for the register pressure; the
- * backward of m x 1 blocks groups up to 4 inputs. Entry k of the
- * list reads INNER consecutive rows from rows + ri[k] * rstride; the weight
- * of group row r and inner row c is wts[blk * bs + woff + r * WR + c * WC],
- * with blk = k (WI 0: blocks in storage order) or wi[k] (WI 1). */
-#define ST_ACC 8 /* accumulators a tile: FMA latency x 2 pipes */
-#define ST_BLK_TILE(NAME, INNER, RB, WR, WC, WI, T)                                       \
+ * A tile keeps RB rows x T vectors of accumulators in registers across a
+ * whole index list; every loaded input vector feeds RB rows, every weight
+ * is broadcast once per tile. Entry k of the list reads INNER consecutive
+ * rows from rows + ri[k] * rstride; the weight of group row r and inner row
+ * c is wts[blk * bs + woff + r * WR + c * WC], with blk = k (WI 0: blocks in
+ * storage order) or wi[k] (WI 1). Each output element is init plus its
+ * products in list order (k, then c), one FMA each, whatever the vector
+ * width or the group size: every tiling gives the same bits.
+ *
+ * Two widths. 256-bit (AVX2, 16 registers): tiles of 8 accumulators (the
+ * FMA latency times two pipes), T = 8 / RB; square blocks use RB = 1 with
+ * the block's bi (forward) or bo (backward) rows unrolled, because on an
+ * AVX2 core grouping a block's rows measured slower (the reuse of each input
+ * vector did not pay for the register pressure). 512-bit (AVX-512, 32
+ * registers): 16 columns a vector, and square blocks group their rows (RB =
+ * m, at most 4) so one load of a gathered input vector feeds m FMAs: that
+ * is what makes a motif block cheaper per connection than m^2 single
+ * connections. A tail of 8 columns (ld is a multiple of 8) takes one 256-bit
+ * tile. */
+#define ST_BLK_TILE_W(NAME, INNER, RB, WR, WC, WI, T, VT, VW, LD, ST, SPLAT, FMA)           \
     static inline void NAME(float *restrict out, int ld, int b0, const float *init,       \
                             const float *restrict wts, const int32_t *restrict wi,         \
                             int64_t bs, int64_t woff, const float *restrict rows,          \
                             const int32_t *restrict ri, int64_t rstride, int64_t k0,       \
                             int64_t k1)                                                    \
     {                                                                                      \
-        v8 acc[RB][T];                                                                     \
+        VT acc[RB][T];                                                                     \
         for (int r = 0; r < RB; r++) {                                                     \
             const float iv = init ? init[r] : 0.0f;                                        \
             for (int v = 0; v < T; v++)                                                    \
-                acc[r][v] = splat8(iv);                                                    \
+                acc[r][v] = SPLAT(iv);                                                     \
         }                                                                                  \
         for (int64_t k = k0; k < k1; k++) {                                                \
             const float *wk = wts + (WI ? (int64_t)wi[k] : k) * bs + woff;                 \
             const float *x = rows + (int64_t)ri[k] * rstride + b0;                         \
             for (int c = 0; c < INNER; c++, x += ld) {                                     \
-                v8 xv[T];                                                                  \
+                VT xv[T];                                                                  \
                 for (int v = 0; v < T; v++)                                                \
-                    xv[v] = ld8(x + 8 * v);                                                \
+                    xv[v] = LD(x + VW * v);                                                \
                 for (int r = 0; r < RB; r++) {                                             \
-                    const v8 w = splat8(wk[r * WR + c * WC]);                              \
+                    const VT w = SPLAT(wk[r * WR + c * WC]);                               \
                     for (int v = 0; v < T; v++)                                            \
-                        acc[r][v] = fma8(w, xv[v], acc[r][v]);                             \
+                        acc[r][v] = FMA(w, xv[v], acc[r][v]);                              \
                 }                                                                          \
             }                                                                              \
         }                                                                                  \
         for (int r = 0; r < RB; r++)                                                       \
             for (int v = 0; v < T; v++)                                                    \
-                st8(out + (int64_t)r * ld + b0 + 8 * v, acc[r][v]);                        \
+                ST(out + (int64_t)r * ld + b0 + VW * v, acc[r][v]);                        \
     }
+#define ST_BLK_TILE(NAME, INNER, RB, WR, WC, WI, T)                                        \
+    ST_BLK_TILE_W(NAME, INNER, RB, WR, WC, WI, T, v8, 8, ld8, st8, splat8, fma8)
 
+#define ST_BLK_CALL(F) F(out, ld, b0, init, wts, wi, bs, woff, rows, ri, rstride, k0, k1)
+
+#ifdef __AVX512F__
+typedef float v16 __attribute__((vector_size(64)));
+typedef float v16u __attribute__((vector_size(64), aligned(4)));
+static inline v16 ld16(const float *p) { return *(const v16u *)p; }
+static inline void st16(float *p, v16 x) { *(v16u *)p = x; }
+static inline v16 splat16(float w) { return (v16)_mm512_set1_ps(w); }
+static inline v16 fma16(v16 a, v16 b, v16 acc)
+{
+    return (v16)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)acc);
+}
+#define ST_WIDE 1
+/* 512-bit tiles: 8 vectors (128 columns) for RB 1 and 2, 4 for RB 4, so
+ * accumulators and loaded vectors fit the 32 registers. */
+#define ST_TMAX16(RB) ((RB) <= 2 ? 8 : 4)
+#define ST_BLK_TILE16(NAME, INNER, RB, WR, WC, WI, T)                                      \
+    ST_BLK_TILE_W(NAME, INNER, RB, WR, WC, WI, T, v16, 16, ld16, st16, splat16, fma16)
+/* All of ld for one group: 512-bit tiles of up to ST_TMAX16(RB) vectors,
+ * then the 8-column tail. */
+#define ST_BLK_ROWS(NAME, INNER, RB, WR, WC, WI)                                           \
+    ST_BLK_TILE(NAME##_t1, INNER, RB, WR, WC, WI, 1)                                       \
+    ST_BLK_TILE16(NAME##_z1, INNER, RB, WR, WC, WI, 1)                                     \
+    ST_BLK_TILE16(NAME##_z2, INNER, RB, WR, WC, WI, 2)                                     \
+    ST_BLK_TILE16(NAME##_z3, INNER, RB, WR, WC, WI, 3)                                     \
+    ST_BLK_TILE16(NAME##_z4, INNER, RB, WR, WC, WI, 4)                                     \
+    ST_BLK_TILE16(NAME##_z5, INNER, RB, WR, WC, WI, 5)                                     \
+    ST_BLK_TILE16(NAME##_z6, INNER, RB, WR, WC, WI, 6)                                     \
+    ST_BLK_TILE16(NAME##_z7, INNER, RB, WR, WC, WI, 7)                                     \
+    ST_BLK_TILE16(NAME##_z8, INNER, RB, WR, WC, WI, 8)                                     \
+    static void NAME(float *restrict out, int ld, const float *init, const float *wts,     \
+                     const int32_t *wi, int64_t bs, int64_t woff, const float *rows,       \
+                     const int32_t *ri, int64_t rstride, int64_t k0, int64_t k1)           \
+    {                                                                                      \
+        const int tmax = ST_TMAX16(RB);                                                    \
+        int b0 = 0;                                                                        \
+        while (ld - b0 >= 16) {                                                            \
+            const int nv = (ld - b0) / 16 < tmax ? (ld - b0) / 16 : tmax;                  \
+            switch (nv) {                                                                  \
+            case 8: ST_BLK_CALL(NAME##_z8); break;                                         \
+            case 7: ST_BLK_CALL(NAME##_z7); break;                                         \
+            case 6: ST_BLK_CALL(NAME##_z6); break;                                         \
+            case 5: ST_BLK_CALL(NAME##_z5); break;                                         \
+            case 4: ST_BLK_CALL(NAME##_z4); break;                                         \
+            case 3: ST_BLK_CALL(NAME##_z3); break;                                         \
+            case 2: ST_BLK_CALL(NAME##_z2); break;                                         \
+            default: ST_BLK_CALL(NAME##_z1); break;                                        \
+            }                                                                              \
+            b0 += 16 * nv;                                                                 \
+        }                                                                                  \
+        if (b0 < ld)                                                                       \
+            ST_BLK_CALL(NAME##_t1);                                                        \
+    }
+#else
+#define ST_WIDE 0
+#define ST_ACC 8 /* accumulators a tile: FMA latency x 2 pipes */
 /* All of ld for one group: tiles of TMAX = 8 / RB vectors, and one tile of
  * the rest (a tail of a single vector would leave one accumulator chain
  * waiting on FMA latency). */
@@ -271,39 +337,54 @@ static void dense_block4(float *out, const float *init, int64_t r0, int nr, cons
         for (int b0 = 0; b0 < ld;) {                                                       \
             const int nv = (ld - b0) / 8 < tmax ? (ld - b0) / 8 : tmax;                    \
             switch (nv) {                                                                  \
-            case 8: NAME##_t8(out, ld, b0, init, wts, wi, bs, woff, rows, ri, rstride, k0, k1); break; \
-            case 7: NAME##_t7(out, ld, b0, init, wts, wi, bs, woff, rows, ri, rstride, k0, k1); break; \
-            case 6: NAME##_t6(out, ld, b0, init, wts, wi, bs, woff, rows, ri, rstride, k0, k1); break; \
-            case 5: NAME##_t5(out, ld, b0, init, wts, wi, bs, woff, rows, ri, rstride, k0, k1); break; \
-            case 4: NAME##_t4(out, ld, b0, init, wts, wi, bs, woff, rows, ri, rstride, k0, k1); break; \
-            case 3: NAME##_t3(out, ld, b0, init, wts, wi, bs, woff, rows, ri, rstride, k0, k1); break; \
-            case 2: NAME##_t2(out, ld, b0, init, wts, wi, bs, woff, rows, ri, rstride, k0, k1); break; \
-            default: NAME##_t1(out, ld, b0, init, wts, wi, bs, woff, rows, ri, rstride, k0, k1); break; \
+            case 8: ST_BLK_CALL(NAME##_t8); break;                                         \
+            case 7: ST_BLK_CALL(NAME##_t7); break;                                         \
+            case 6: ST_BLK_CALL(NAME##_t6); break;                                         \
+            case 5: ST_BLK_CALL(NAME##_t5); break;                                         \
+            case 4: ST_BLK_CALL(NAME##_t4); break;                                         \
+            case 3: ST_BLK_CALL(NAME##_t3); break;                                         \
+            case 2: ST_BLK_CALL(NAME##_t2); break;                                         \
+            default: ST_BLK_CALL(NAME##_t1); break;                                        \
             }                                                                              \
             b0 += 8 * nv;                                                                  \
         }                                                                                  \
     }
+#endif
+
+/* Group sizes of square blocks: their rows together on 512-bit cores. */
+#if ST_WIDE
+#define ST_RB2 2
+#define ST_RB4 4
+#define ST_RB8 4
+#else
+#define ST_RB2 1
+#define ST_RB4 1
+#define ST_RB8 1
+#endif
 
 /* Forward (INNER = bi inputs of a block, groups of the bo outputs; weight
- * of output r, input c at r * bi + c) and backward delta (INNER = bo
- * outputs, groups of the bi inputs; weight at r * bi + c, i.e. WR 1, WC bi).
- * fw_BIxBO / bw_BIxBO with the group size RB in the name. */
+ * of output r, input c at r * bi + c, i.e. WR bi, WC 1) and backward delta
+ * (INNER = bo outputs, groups of the bi inputs; weight at r * bi + c, i.e.
+ * WR 1, WC bi). fw_BIxBO / bw_BIxBO. */
 ST_BLK_ROWS(fw_1x1, 1, 1, 1, 1, 0)
-ST_BLK_ROWS(fw_2x2, 2, 1, 2, 1, 0)
-ST_BLK_ROWS(fw_4x4, 4, 1, 4, 1, 0)
-ST_BLK_ROWS(fw_8x8, 8, 1, 8, 1, 0)
+ST_BLK_ROWS(fw_2x2, 2, ST_RB2, 2, 1, 0)
+ST_BLK_ROWS(fw_4x4, 4, ST_RB4, 4, 1, 0)
+ST_BLK_ROWS(fw_8x8, 8, ST_RB8, 8, 1, 0)
 ST_BLK_ROWS(fw_2x1, 2, 1, 2, 1, 0)
 ST_BLK_ROWS(fw_4x1, 4, 1, 4, 1, 0)
 ST_BLK_ROWS(fw_8x1, 8, 1, 8, 1, 0)
 ST_BLK_ROWS(bw_1x1, 1, 1, 1, 1, 1)
-ST_BLK_ROWS(bw_2x2, 2, 1, 1, 2, 1)
-ST_BLK_ROWS(bw_4x4, 4, 1, 1, 4, 1)
-ST_BLK_ROWS(bw_8x8, 8, 1, 1, 8, 1)
+ST_BLK_ROWS(bw_2x2, 2, ST_RB2, 1, 2, 1)
+ST_BLK_ROWS(bw_4x4, 4, ST_RB4, 1, 4, 1)
+ST_BLK_ROWS(bw_8x8, 8, ST_RB8, 1, 8, 1)
 ST_BLK_ROWS(bw_2x1, 1, 2, 1, 2, 1)
 ST_BLK_ROWS(bw_4x1, 1, 4, 1, 4, 1)
 ST_BLK_ROWS(bw_8x1, 1, 4, 1, 8, 1)
 #undef ST_BLK_ROWS
 #undef ST_BLK_TILE
+#undef ST_BLK_TILE16
+#undef ST_BLK_TILE_W
+#undef ST_BLK_CALL
 
 typedef void (*blk_rows_fn)(float *restrict, int, const float *, const float *, const int32_t *,
                             int64_t, int64_t, const float *, const int32_t *, int64_t, int64_t,
@@ -318,15 +399,17 @@ static blk_rows_fn blk_kernel(int bi, int bo, int backward, int *rb)
 {
     if (st_generic_only)
         return NULL;
-    static const struct { int bi, bo, rb; blk_rows_fn fw, bw; } k[] = {
-        {1, 1, 1, fw_1x1, bw_1x1}, {2, 2, 1, fw_2x2, bw_2x2}, {4, 4, 1, fw_4x4, bw_4x4},
-        {8, 8, 1, fw_8x8, bw_8x8}, {2, 1, 2, fw_2x1, bw_2x1}, {4, 1, 4, fw_4x1, bw_4x1},
-        {8, 1, 4, fw_8x1, bw_8x1}};
+    /* rows a group (forward, backward): the square blocks' ST_RBm, and for
+     * m x 1 blocks 1 forward and up to 4 backward, whose single-entry lists
+     * share each delta load among the inputs */
+    static const struct { int bi, bo, fw_rb, bw_rb; blk_rows_fn fw, bw; } k[] = {
+        {1, 1, 1, 1, fw_1x1, bw_1x1},           {2, 2, ST_RB2, ST_RB2, fw_2x2, bw_2x2},
+        {4, 4, ST_RB4, ST_RB4, fw_4x4, bw_4x4}, {8, 8, ST_RB8, ST_RB8, fw_8x8, bw_8x8},
+        {2, 1, 1, 2, fw_2x1, bw_2x1},           {4, 1, 1, 4, fw_4x1, bw_4x1},
+        {8, 1, 1, 4, fw_8x1, bw_8x1}};
     for (size_t j = 0; j < sizeof k / sizeof k[0]; j++)
         if (k[j].bi == bi && k[j].bo == bo) {
-            /* rows a group: 1 but for the backward of m x 1 blocks, whose
-             * single-entry lists share each delta load among the inputs */
-            *rb = backward ? k[j].rb : 1;
+            *rb = backward ? k[j].bw_rb : k[j].fw_rb;
             return backward ? k[j].bw : k[j].fw;
         }
     return NULL;
