@@ -139,6 +139,58 @@ static inline void st_philox4x32_10_x8(uint32_t c[4][8], uint32_t k0, uint32_t k
     }
 #endif
 }
+
+/* Sixteen blocks (c[w][j], j < 16): the words st_philox4x32_10_x8 gives for
+ * each half, with the two halves' rounds interleaved (a round waits on the
+ * multiply's latency; two independent chains fill the gap). */
+static inline void st_philox4x32_10_x16(uint32_t c[4][16], uint32_t k0, uint32_t k1)
+{
+#ifdef __AVX2__
+    __m256i a0 = _mm256_loadu_si256((const __m256i *)c[0]);
+    __m256i a1 = _mm256_loadu_si256((const __m256i *)c[1]);
+    __m256i a2 = _mm256_loadu_si256((const __m256i *)c[2]);
+    __m256i a3 = _mm256_loadu_si256((const __m256i *)c[3]);
+    __m256i b0 = _mm256_loadu_si256((const __m256i *)(c[0] + 8));
+    __m256i b1 = _mm256_loadu_si256((const __m256i *)(c[1] + 8));
+    __m256i b2 = _mm256_loadu_si256((const __m256i *)(c[2] + 8));
+    __m256i b3 = _mm256_loadu_si256((const __m256i *)(c[3] + 8));
+    const __m256i m0 = _mm256_set1_epi32((int)0xD2511F53u);
+    const __m256i m1 = _mm256_set1_epi32((int)0xCD9E8D57u);
+    for (int r = 0; r < 10; r++) {
+        const __m256i kk0 = _mm256_set1_epi32((int)k0), kk1 = _mm256_set1_epi32((int)k1);
+        __m256i ahi0, alo0, ahi1, alo1, bhi0, blo0, bhi1, blo1;
+        st_mulhilo32x8(a0, m0, &ahi0, &alo0);
+        st_mulhilo32x8(b0, m0, &bhi0, &blo0);
+        st_mulhilo32x8(a2, m1, &ahi1, &alo1);
+        st_mulhilo32x8(b2, m1, &bhi1, &blo1);
+        a0 = _mm256_xor_si256(_mm256_xor_si256(ahi1, a1), kk0);
+        b0 = _mm256_xor_si256(_mm256_xor_si256(bhi1, b1), kk0);
+        a2 = _mm256_xor_si256(_mm256_xor_si256(ahi0, a3), kk1);
+        b2 = _mm256_xor_si256(_mm256_xor_si256(bhi0, b3), kk1);
+        a1 = alo1;
+        b1 = blo1;
+        a3 = alo0;
+        b3 = blo0;
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    _mm256_storeu_si256((__m256i *)c[0], a0);
+    _mm256_storeu_si256((__m256i *)c[1], a1);
+    _mm256_storeu_si256((__m256i *)c[2], a2);
+    _mm256_storeu_si256((__m256i *)c[3], a3);
+    _mm256_storeu_si256((__m256i *)(c[0] + 8), b0);
+    _mm256_storeu_si256((__m256i *)(c[1] + 8), b1);
+    _mm256_storeu_si256((__m256i *)(c[2] + 8), b2);
+    _mm256_storeu_si256((__m256i *)(c[3] + 8), b3);
+#else
+    for (int j = 0; j < 16; j++) {
+        st_u32x4 in = {{c[0][j], c[1][j], c[2][j], c[3][j]}};
+        st_u32x4 out = st_philox4x32_10(in, k0, k1);
+        for (int w = 0; w < 4; w++)
+            c[w][j] = out.v[w];
+    }
+#endif
+}
 #endif
 
 #endif

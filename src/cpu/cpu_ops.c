@@ -958,10 +958,10 @@ static inline void transpose8x8(__m256 r[8])
 #endif
 
 /* Mask values of nj <= 8 groups of 8 columns from the Philox outputs u
- * (u[w][j]: word w of group j): column l of group j takes the 16-bit half
- * l % 2 (low first) of word l / 2 and is kept when it is >= thresh. */
-static inline void dropout_groups(uint32_t u[4][8], uint32_t thresh, float keep, float *m,
-                                  int nj)
+ * (u[w * us + j]: word w of group j): column l of group j takes the 16-bit
+ * half l % 2 (low first) of word l / 2 and is kept when it is >= thresh. */
+static inline void dropout_groups(const uint32_t *u, int us, uint32_t thresh, float keep,
+                                  float *m, int nj)
 {
 #ifdef __AVX2__
     /* lane j holds group j: compare all 64 halves, then transpose to rows */
@@ -969,52 +969,79 @@ static inline void dropout_groups(uint32_t u[4][8], uint32_t thresh, float keep,
     const __m256i t = _mm256_set1_epi32((int)thresh - 1);
     const __m256 kv = _mm256_set1_ps(keep);
     for (int w = 0; w < 4; w++) {
-        __m256i x = _mm256_loadu_si256((const __m256i *)u[w]);
+        __m256i x = _mm256_loadu_si256((const __m256i *)(u + w * us));
         __m256i lo = _mm256_and_si256(x, _mm256_set1_epi32(0xFFFF));
         __m256i hi = _mm256_srli_epi32(x, 16);
         v[2 * w] = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(lo, t)), kv);
         v[2 * w + 1] = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(hi, t)), kv);
     }
     transpose8x8(v);
-    for (int j = 0; j < nj; j++)
-        _mm256_storeu_ps(m + j * 8, v[j]);
+    if (nj == 8) { /* spelt out: a loop of nj stores became a byte copy from the stack */
+        _mm256_storeu_ps(m, v[0]);
+        _mm256_storeu_ps(m + 8, v[1]);
+        _mm256_storeu_ps(m + 16, v[2]);
+        _mm256_storeu_ps(m + 24, v[3]);
+        _mm256_storeu_ps(m + 32, v[4]);
+        _mm256_storeu_ps(m + 40, v[5]);
+        _mm256_storeu_ps(m + 48, v[6]);
+        _mm256_storeu_ps(m + 56, v[7]);
+    } else {
+        for (int j = 0; j < nj; j++)
+            _mm256_storeu_ps(m + j * 8, v[j]);
+    }
 #else
     for (int j = 0; j < nj; j++)
         for (int l = 0; l < 8; l++) {
-            uint32_t h = (u[l >> 1][j] >> ((l & 1) * 16)) & 0xFFFFu;
+            uint32_t h = (u[(l >> 1) * us + j] >> ((l & 1) * 16)) & 0xFFFFu;
             m[j * 8 + l] = (float)(h >= thresh) * keep; /* branch-free: drops are random */
         }
 #endif
 }
 
 /* Mask row o of hidden layer `hidden` for columns col0 .. col0 + B - 1 of
- * the batch (column j of m is batch column col0 + j); padding j >= B is 0. */
+ * the batch (column j of m is batch column col0 + j); padding j >= B is 0.
+ * Group g of 8 batch columns takes the Philox block with counter (o,
+ * batch_index << 9 | g, epoch, stream | hidden), 16 groups a call: the same
+ * mask whatever the number of groups drawn at once. */
 static void dropout_row(const cpu_dropout_spec *dp, int hidden, int64_t o, float *m, int ld)
 {
+    enum { NG = 16 };
     const uint32_t thresh = (uint32_t)lrintf(dp->rate * 65536.0f);
     const float keep = 1.0f / (1.0f - dp->rate);
     const int col0 = dp->col0, B = dp->B;
     const int gfirst = col0 / 8, skip = col0 % 8;
     const int glast = (col0 + (B > 0 ? B : 1) - 1) / 8; /* groups gfirst .. glast */
     float tmp[8 * 8];
-    for (int g0 = gfirst; g0 <= glast; g0 += 8) {
-        const int nj = glast + 1 - g0 < 8 ? glast + 1 - g0 : 8;
-        uint32_t u[4][8];
-        for (int j = 0; j < 8; j++) {
+    for (int g0 = gfirst; g0 <= glast; g0 += NG) {
+        const int ng = glast + 1 - g0 < NG ? glast + 1 - g0 : NG;
+        uint32_t u[4][NG];
+        for (int j = 0; j < NG; j++) {
             u[0][j] = (uint32_t)o;
             u[1][j] = ((uint32_t)dp->batch_index << 9) | (uint32_t)(g0 + j);
             u[2][j] = (uint32_t)dp->epoch;
             u[3][j] = ((uint32_t)ST_STREAM_DROPOUT << 24) | ((uint32_t)hidden & 0xFFFFFFu);
         }
-        st_philox4x32_10_x8(u, (uint32_t)dp->seed, (uint32_t)(dp->seed >> 32));
-        const int64_t first = (int64_t)(g0 - gfirst) * 8 - skip; /* m index of tmp[0] */
-        if (skip == 0 && first + nj * 8 <= ld) {
-            dropout_groups(u, thresh, keep, m + first, nj);
-        } else {
-            dropout_groups(u, thresh, keep, tmp, nj);
-            for (int t = 0; t < nj * 8; t++)
-                if (first + t >= 0 && first + t < ld)
-                    m[first + t] = tmp[t];
+        if (ng > 8)
+            st_philox4x32_10_x16(u, (uint32_t)dp->seed, (uint32_t)(dp->seed >> 32));
+        else {
+            uint32_t h8[4][8];
+            for (int w = 0; w < 4; w++)
+                memcpy(h8[w], u[w], sizeof h8[w]);
+            st_philox4x32_10_x8(h8, (uint32_t)dp->seed, (uint32_t)(dp->seed >> 32));
+            for (int w = 0; w < 4; w++)
+                memcpy(u[w], h8[w], sizeof h8[w]);
+        }
+        for (int h = 0; h < ng; h += 8) { /* 8 groups a transpose */
+            const int nj = ng - h < 8 ? ng - h : 8;
+            const int64_t first = (int64_t)(g0 + h - gfirst) * 8 - skip; /* m index of tmp[0] */
+            if (skip == 0 && first + nj * 8 <= ld) {
+                dropout_groups(&u[0][h], NG, thresh, keep, m + first, nj);
+            } else {
+                dropout_groups(&u[0][h], NG, thresh, keep, tmp, nj);
+                for (int t = 0; t < nj * 8; t++)
+                    if (first + t >= 0 && first + t < ld)
+                        m[first + t] = tmp[t];
+            }
         }
     }
     for (int b = B; b < ld; b++)
