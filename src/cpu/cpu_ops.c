@@ -455,6 +455,59 @@ ST_SDDMM_TILE(sd_n1_1x4, 1, 1, 4)
 ST_SDDMM_TILE(sd_n1_1x8, 1, 1, 8)
 #undef ST_SDDMM_TILE
 
+#ifdef __AVX512F__
+/* The same sums with two delta rows a 512-bit register: accumulator (n, p,
+ * c) holds the chains of rows r0 + 2p (low half) and r0 + 2p + 1 (high
+ * half) against input row c0 + c of block k + n; each 8-column piece of an
+ * input row is loaded once and broadcast to both halves, so one FMA does two
+ * chains' steps. Lane for lane the FMAs are those of ST_SDDMM_TILE (every
+ * chain sums its 8-column pieces in order from 0), and the 16 chains are
+ * reduced by reduce8 in the order g[(n RG + r) CG + c], RG = 2 RP: the same
+ * bits. NB RP CG = 8 accumulators. */
+#define ST_SDDMM_ZTILE(NAME, NB, RP, CG)                                                   \
+    static inline void NAME(float g[16], const float *restrict d, const float *restrict a, \
+                            const int32_t *restrict col, int64_t k, int bi, int c0, int ld) \
+    {                                                                                      \
+        __m512 acc[NB][RP][CG];                                                            \
+        const float *ar[NB];                                                               \
+        for (int n = 0; n < NB; n++) {                                                     \
+            ar[n] = a + ((int64_t)col[k + n] * bi + c0) * ld;                              \
+            for (int p = 0; p < RP; p++)                                                   \
+                for (int c = 0; c < CG; c++)                                               \
+                    acc[n][p][c] = _mm512_setzero_ps();                                    \
+        }                                                                                  \
+        for (int b = 0; b < ld; b += 8) {                                                  \
+            __m512 dv[RP];                                                                 \
+            for (int p = 0; p < RP; p++)                                                   \
+                dv[p] = _mm512_insertf32x8(                                                \
+                    _mm512_castps256_ps512(_mm256_loadu_ps(d + (int64_t)(2 * p) * ld + b)), \
+                    _mm256_loadu_ps(d + (int64_t)(2 * p + 1) * ld + b), 1);                \
+            for (int n = 0; n < NB; n++)                                                   \
+                for (int c = 0; c < CG; c++) {                                             \
+                    const __m512 av =                                                      \
+                        _mm512_broadcast_f32x8(_mm256_loadu_ps(ar[n] + (int64_t)c * ld + b)); \
+                    for (int p = 0; p < RP; p++)                                           \
+                        acc[n][p][c] = _mm512_fmadd_ps(dv[p], av, acc[n][p][c]);           \
+                }                                                                          \
+        }                                                                                  \
+        v8 ch[16];                                                                         \
+        for (int n = 0; n < NB; n++)                                                       \
+            for (int p = 0; p < RP; p++)                                                   \
+                for (int c = 0; c < CG; c++) {                                             \
+                    ch[(n * 2 * RP + 2 * p) * CG + c] =                                    \
+                        (v8)_mm512_castps512_ps256(acc[n][p][c]);                          \
+                    ch[(n * 2 * RP + 2 * p + 1) * CG + c] =                                \
+                        (v8)_mm512_extractf32x8_ps(acc[n][p][c], 1);                       \
+                }                                                                          \
+        reduce8(ch, g);                                                                    \
+        reduce8(ch + 8, g + 8);                                                            \
+    }
+ST_SDDMM_ZTILE(sz_n4_2x2, 4, 1, 2) /* four 2 x 2 blocks */
+ST_SDDMM_ZTILE(sz_n1_4x4, 1, 2, 4) /* one 4 x 4 block */
+ST_SDDMM_ZTILE(sz_n1_4x8, 1, 2, 4) /* 8 x 8 blocks: 4 outputs x 4 inputs a tile */
+#undef ST_SDDMM_ZTILE
+#endif
+
 /* Where a gradient goes: stored in gw (gw != NULL), or applied at once. */
 typedef struct {
     float *gw;              /* NULL: fused update into w, v */
@@ -514,7 +567,7 @@ static void sddmm_block_row(const st_layer *L, const float *a_in, const float *d
     const int32_t *col = L->col_idx;
     int64_t k = L->row_ptr[R];
     const int64_t k1 = L->row_ptr[R + 1];
-    float g[8];
+    float g[16];
 #define ST_TILE(FN, NB, RG, CG, R0, C0)                                                    \
     do {                                                                                   \
         FN(g, d + (int64_t)(R0) * ld, a_in, col, k, bi, C0, ld);                           \
@@ -533,6 +586,24 @@ static void sddmm_block_row(const st_layer *L, const float *a_in, const float *d
             }
             return;
         }
+#ifdef __AVX512F__
+        if (bi == 2 && bo == 2)
+            for (; k + 4 <= k1; k += 4)
+                ST_TILE(sz_n4_2x2, 4, 2, 2, 0, 0);
+        if (bi == 4 && bo == 4) {
+            for (; k < k1; k++)
+                ST_TILE(sz_n1_4x4, 1, 4, 4, 0, 0);
+            return;
+        }
+        if (bi == 8 && bo == 8) {
+            for (; k < k1; k++)
+                for (int r0 = 0; r0 < 8; r0 += 4) {
+                    ST_TILE(sz_n1_4x8, 1, 4, 4, r0, 0);
+                    ST_TILE(sz_n1_4x8, 1, 4, 4, r0, 4);
+                }
+            return;
+        }
+#endif
         if (bi == 2 && bo == 2) {
             for (; k + 2 <= k1; k += 2)
                 ST_TILE(sd_n2_2x2, 2, 2, 2, 0, 0);
