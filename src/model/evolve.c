@@ -162,12 +162,11 @@ static void mark_smallest(st_evolve_ws *ws, size_t n, int64_t k, uint8_t *remove
         while (below + count[t] < need)
             below += count[t++];
         size_t e = 0;
-        for (size_t i = 0; i < m; i++) {
-            size_t dg = (src[i] >> shift) & 0xffff;
-            if (dg < t)
-                removed[(uint32_t)src[i]] = 1;
-            else if (dg == t)
-                alt[e++] = src[i];
+        for (size_t i = 0; i < m; i++) { /* branch-free: the digits are random */
+            const size_t dg = (src[i] >> shift) & 0xffff;
+            removed[(uint32_t)src[i]] |= dg < t;
+            alt[e] = src[i];
+            e += dg == t;
         }
         need -= below;
         if (need == e || shift == 0) { /* the whole digit's bucket is taken */
@@ -191,14 +190,16 @@ static int64_t prune_select_ws(const st_layer *L, double zeta, uint8_t *removed,
     uint64_t *v = ws->a;
     if (bs == 1) {
         size_t npos = 0, nneg = 0;
-        for (int32_t k = 0; k < L->nb; k++)
-            if (L->w[k] > 0.0f)
-                v[npos++] = (uint64_t)fbits(L->w[k]) << 32 | (uint32_t)k;
+        for (int32_t k = 0; k < L->nb; k++) { /* branch-free: the signs are random */
+            v[npos] = (uint64_t)fbits(L->w[k]) << 32 | (uint32_t)k;
+            npos += L->w[k] > 0.0f;
+        }
         int64_t rpos = (int64_t)floor(zeta * (double)npos);
         mark_smallest(ws, npos, rpos, removed);
-        for (int32_t k = 0; k < L->nb; k++)
-            if (L->w[k] < 0.0f) /* closest to zero = smallest |w| */
-                v[nneg++] = (uint64_t)fbits(-L->w[k]) << 32 | (uint32_t)k;
+        for (int32_t k = 0; k < L->nb; k++) { /* closest to zero = smallest |w| */
+            v[nneg] = (uint64_t)fbits(-L->w[k]) << 32 | (uint32_t)k;
+            nneg += L->w[k] < 0.0f;
+        }
         int64_t rneg = (int64_t)floor(zeta * (double)nneg);
         mark_smallest(ws, nneg, rneg, removed);
         st->removed_pos = rpos;
@@ -227,20 +228,6 @@ int64_t layer_prune_select(const st_layer *L, double zeta, uint8_t *removed,
     int64_t n = prune_select_ws(L, zeta, removed, st, ws);
     evolve_ws_free(ws);
     return n;
-}
-
-/* Is block column C present and surviving in block row R? */
-static int occupied(const st_layer *L, const uint8_t *removed, int32_t R, int32_t C)
-{
-    int32_t lo = L->row_ptr[R], hi = L->row_ptr[R + 1];
-    while (lo < hi) {
-        int32_t mid = lo + (hi - lo) / 2;
-        if (L->col_idx[mid] < C)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < L->row_ptr[R + 1] && L->col_idx[lo] == C && !removed[lo];
 }
 
 static int bits_for(uint64_t v) /* bits needed to hold 0..v */
@@ -322,13 +309,30 @@ static int64_t regrow_select(const st_layer *L, int layer, uint64_t seed, int ep
         /* by position; equal positions keep their draw order (the low bits
          * ascend through the window already) */
         uint64_t *S = radix_sort_bits(W, B, w, dbits, 64, ws->count);
-        /* keep the empty positions; in position order the rows ascend */
+        /* keep the empty positions: in position order the rows ascend and
+         * so do the columns within a row, so one walk along each row's
+         * sorted columns answers "occupied?" for all its candidates */
         size_t kept = 0;
-        for (size_t i = 0; i < w; i++) {
-            uint64_t pos = S[i] >> dbits;
-            int32_t R = (int32_t)(pos / (uint64_t)L->nbc), C = (int32_t)(pos % (uint64_t)L->nbc);
-            if (!occupied(L, removed, R, C))
-                S[kept++] = S[i];
+        {
+            const uint64_t nbc = (uint64_t)L->nbc;
+            int32_t R = 0, p = L->row_ptr[0], pend = L->row_ptr[1];
+            uint64_t row0 = 0; /* R * nbc */
+            for (size_t i = 0; i < w; i++) {
+                const uint64_t pos = S[i] >> dbits;
+                if (pos >= row0 + nbc) {
+                    do {
+                        R++;
+                        row0 += nbc;
+                    } while (pos >= row0 + nbc);
+                    p = L->row_ptr[R];
+                    pend = L->row_ptr[R + 1];
+                }
+                const int32_t C = (int32_t)(pos - row0);
+                while (p < pend && L->col_idx[p] < C)
+                    p++;
+                if (!(p < pend && L->col_idx[p] == C && !removed[p]))
+                    S[kept++] = S[i];
+            }
         }
         if (S != B)
             memcpy(B, S, sizeof(uint64_t) * kept);
@@ -393,6 +397,15 @@ int layer_evolve_ws(st_layer *L, int layer, uint64_t seed, int epoch, double zet
     for (int32_t R = 0; R < L->nbr; R++) {
         int32_t k0 = L->row_ptr[R], k1 = L->row_ptr[R + 1];
         L->row_ptr[R] = out;
+        if (bs == 1) { /* branch-free: which blocks survive is random */
+            for (int32_t k = k0; k < k1; k++) {
+                L->col_idx[out] = L->col_idx[k];
+                L->w[out] = L->w[k];
+                L->v[out] = L->v[k];
+                out += !removed[k];
+            }
+            continue;
+        }
         for (int32_t k = k0; k < k1; k++) {
             if (removed[k])
                 continue;
@@ -408,21 +421,63 @@ int layer_evolve_ws(st_layer *L, int layer, uint64_t seed, int epoch, double zet
     if ((int64_t)out + n != nb)
         return st_fail(err, "layer %d: %d survivors and %lld regrown blocks do not make the %d "
                             "it had", layer, out, (long long)n, nb);
+    /* m = 1: the new weights' uniforms, 16 Philox blocks at a time (each
+     * weight e takes word e % 4 of block e / 4, as in the loop below);
+     * ws->b is free once regrow_select has filled acc_pos and acc_j */
+    float *unew = NULL;
+    if (bs == 1 && n > 0) {
+        unew = (float *)ws->b;
+        const uint32_t tag = ((uint32_t)ST_STREAM_REGROW_W << 24) | ((uint32_t)layer & 0xFFFFFFu);
+        for (int64_t r0 = 0; r0 < n; r0 += 16) {
+            uint32_t c[4][16];
+            const int nr = n - r0 < 16 ? (int)(n - r0) : 16;
+            for (int j = 0; j < 16; j++) {
+                const uint64_t e = acc_j[r0 + (j < nr ? j : nr - 1)];
+                c[0][j] = (uint32_t)(e / 4);
+                c[1][j] = (uint32_t)(e / 4 >> 32);
+                c[2][j] = (uint32_t)epoch;
+                c[3][j] = tag;
+            }
+            st_philox4x32_10_x16(c, (uint32_t)seed, (uint32_t)(seed >> 32));
+            for (int j = 0; j < nr; j++)
+                unew[r0 + j] = 2.0f * st_u01f(c[acc_j[r0 + j] % 4][j]) - 1.0f;
+        }
+    }
     /* 2. merge survivors and new blocks from the back */
     int64_t o = nb, a = n - 1;
+    uint64_t row0 = (uint64_t)L->nbr * (uint64_t)L->nbc; /* R * nbc */
     for (int32_t R = L->nbr - 1; R >= 0; R--) {
         const int32_t s_beg = L->row_ptr[R], s_end = L->row_ptr[R + 1];
-        int64_t a_beg = a;
-        while (a_beg >= 0 && acc_pos[a_beg] / (uint64_t)L->nbc == (uint64_t)R)
+        row0 -= (uint64_t)L->nbc;
+        int64_t a_beg = a; /* the new blocks left are in rows <= R */
+        while (a_beg >= 0 && acc_pos[a_beg] >= row0)
             a_beg--;
         /* new blocks of row R: acc (a_beg, a] */
         const float lim =
             layer_init_limit_fanin(L, ((int64_t)(s_end - s_beg) + (a - a_beg)) * L->bi);
         const int64_t row_end = o;
         int32_t s = s_end - 1;
+        if (unew) { /* m = 1, branch-free: new and surviving blocks interleave at random */
+            while (s >= s_beg || a > a_beg) {
+                o--;
+                const int has_new = a > a_beg, has_old = s >= s_beg;
+                const int32_t cn = (int32_t)(acc_pos[has_new ? a : 0] - row0);
+                const int32_t so = has_old ? s : (int32_t)o; /* o >= s: nothing read is lost */
+                const int32_t co = L->col_idx[so];
+                const int take_new = has_new && (!has_old || cn > co);
+                const float wn = unew[has_new ? a : 0] * lim, wo = L->w[so], vo = L->v[so];
+                L->col_idx[o] = take_new ? cn : co;
+                L->w[o] = take_new ? wn : wo;
+                L->v[o] = take_new ? 0.0f : vo;
+                a -= take_new;
+                s -= !take_new;
+            }
+            L->row_ptr[R + 1] = (int32_t)row_end;
+            continue;
+        }
         while (s >= s_beg || a > a_beg) {
             o--;
-            int32_t cnew = a > a_beg ? (int32_t)(acc_pos[a] % (uint64_t)L->nbc) : -1;
+            int32_t cnew = a > a_beg ? (int32_t)(acc_pos[a] - row0) : -1;
             if (a > a_beg && (s < s_beg || cnew > L->col_idx[s])) {
                 L->col_idx[o] = cnew;
                 for (int t = 0; t < bs; t++) {
@@ -450,7 +505,7 @@ int layer_evolve_ws(st_layer *L, int layer, uint64_t seed, int epoch, double zet
     if (o != 0 || a != -1)
         return st_fail(err, "layer %d: evolution rebuilt %lld blocks of %d", layer,
                        (long long)(nb - o), nb);
-    layer_build_transpose_ws(L, ws->fill);
+    layer_build_transpose_ws(L, ws->fill, ws->a, ws->cap); /* a and b are free again */
     return 0;
 }
 

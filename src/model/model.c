@@ -52,11 +52,11 @@ int64_t model_connections(const st_model *mdl)
 void layer_build_transpose(st_layer *L)
 {
     int32_t *fill = st_malloc(sizeof(int32_t) * ((size_t)L->nbc + 1), "transpose cursor");
-    layer_build_transpose_ws(L, fill);
+    layer_build_transpose_ws(L, fill, NULL, 0);
     free(fill);
 }
 
-void layer_build_transpose_ws(st_layer *L, int32_t *fill)
+void layer_build_transpose_ws(st_layer *L, int32_t *fill, uint64_t *tmp, size_t tmp_cap)
 {
     int32_t *cnt = L->t_ptr; /* counts first, then prefix sums */
     memset(cnt, 0, sizeof(int32_t) * ((size_t)L->nbc + 1));
@@ -64,14 +64,57 @@ void layer_build_transpose_ws(st_layer *L, int32_t *fill)
         cnt[L->col_idx[k] + 1]++;
     for (int32_t c = 0; c < L->nbc; c++)
         cnt[c + 1] += cnt[c];
-    /* Fill in block-row order so each column's list is sorted by row. */
-    memcpy(fill, cnt, sizeof(int32_t) * (size_t)L->nbc);
+    /* Wide layers in two cache-friendly passes: a scatter of every block to
+     * one cursor per column touches a cache line per block once the cursors
+     * and the column lists outgrow the cache. First by bucket of 2^cb
+     * columns (at most about 1024 buckets, each written in order), the
+     * column's offset in the bucket packed above the row in t_row; then each
+     * bucket, copied to tmp, by column. Both passes are stable, so each
+     * column's list is sorted by row as in the one-pass fill. */
+    int cb = 8;
+    while ((L->nbc >> cb) > 1024)
+        cb++;
+    const int32_t CB = (int32_t)1 << cb, nbk = (L->nbc + CB - 1) >> cb;
+    int two_pass = tmp && L->nbc > 4096 && cb < 32 && (int64_t)L->nbr <= ((int64_t)1 << (32 - cb));
+    for (int32_t g = 0; two_pass && g < nbk; g++) {
+        const int32_t c1 = (g + 1) * CB < L->nbc ? (g + 1) * CB : L->nbc;
+        if ((size_t)(cnt[c1] - cnt[g * CB]) > tmp_cap)
+            two_pass = 0;
+    }
+    if (!two_pass) { /* fill in block-row order so each column's list is sorted by row */
+        memcpy(fill, cnt, sizeof(int32_t) * (size_t)L->nbc);
+        for (int32_t r = 0; r < L->nbr; r++)
+            for (int32_t k = L->row_ptr[r]; k < L->row_ptr[r + 1]; k++) {
+                int32_t j = fill[L->col_idx[k]]++;
+                L->t_blk[j] = k;
+                L->t_row[j] = r;
+            }
+        return;
+    }
+    const int rbits = 32 - cb;
+    const uint32_t rmask = rbits >= 32 ? 0xffffffffu : ((1u << rbits) - 1);
+    for (int32_t g = 0; g < nbk; g++)
+        fill[g] = cnt[g * CB];
     for (int32_t r = 0; r < L->nbr; r++)
         for (int32_t k = L->row_ptr[r]; k < L->row_ptr[r + 1]; k++) {
-            int32_t j = fill[L->col_idx[k]]++;
+            const int32_t c = L->col_idx[k];
+            const int32_t j = fill[c >> cb]++;
             L->t_blk[j] = k;
-            L->t_row[j] = r;
+            L->t_row[j] = (int32_t)(((uint32_t)(c & (CB - 1)) << rbits) | (uint32_t)r);
         }
+    for (int32_t g = 0; g < nbk; g++) {
+        const int32_t c0 = g * CB, c1 = c0 + CB < L->nbc ? c0 + CB : L->nbc;
+        const int32_t beg = cnt[c0], end = cnt[c1];
+        for (int32_t j = beg; j < end; j++)
+            tmp[j - beg] = (uint64_t)(uint32_t)L->t_row[j] << 32 | (uint32_t)L->t_blk[j];
+        memcpy(fill + c0, cnt + c0, sizeof(int32_t) * (size_t)(c1 - c0));
+        for (int32_t i = 0; i < end - beg; i++) {
+            const uint32_t packed = (uint32_t)(tmp[i] >> 32);
+            const int32_t j = fill[c0 + (int32_t)(packed >> rbits)]++;
+            L->t_blk[j] = (int32_t)(uint32_t)tmp[i];
+            L->t_row[j] = (int32_t)(packed & rmask);
+        }
+    }
 }
 
 /* Visit the present block columns of block row r in increasing order; with
