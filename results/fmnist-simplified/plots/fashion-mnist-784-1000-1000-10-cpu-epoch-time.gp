@@ -11,6 +11,12 @@ set xtics 5
 set yrange [0:*]
 set key outside right top
 set grid
-plot 'cpu/m1_s1/metrics.csv' using "epoch":(column("epoch") <= 30 ? column("t_epoch_s") : NaN) with linespoints pointsize 0.5 linecolor 1 dashtype 1 title 'm = 1' noenhanced, \
-     'cpu/m2_s1/metrics.csv' using "epoch":(column("epoch") <= 30 ? column("t_epoch_s") : NaN) with linespoints pointsize 0.5 linecolor 2 dashtype 1 title 'm = 2' noenhanced, \
-     'cpu/m4_s1/metrics.csv' using "epoch":(column("epoch") <= 30 ? column("t_epoch_s") : NaN) with linespoints pointsize 0.5 linecolor 3 dashtype 1 title 'm = 4' noenhanced
+plot 'cpu/m1_s1/metrics.csv' using "epoch":(column("epoch") <= 30 ? column("t_epoch_s") : NaN) with linespoints pointsize 0.5 linecolor 1 dashtype 1 title 'm = 1 (seed 1)' noenhanced, \
+     'cpu/m1_s2/metrics.csv' using "epoch":(column("epoch") <= 30 ? column("t_epoch_s") : NaN) with linespoints pointsize 0.5 linecolor 1 dashtype 2 title 'm = 1 (seed 2)' noenhanced, \
+     'cpu/m1_s3/metrics.csv' using "epoch":(column("epoch") <= 30 ? column("t_epoch_s") : NaN) with linespoints pointsize 0.5 linecolor 1 dashtype 3 title 'm = 1 (seed 3)' noenhanced, \
+     'cpu/m2_s1/metrics.csv' using "epoch":(column("epoch") <= 30 ? column("t_epoch_s") : NaN) with linespoints pointsize 0.5 linecolor 2 dashtype 1 title 'm = 2 (seed 1)' noenhanced, \
+     'cpu/m2_s2/metrics.csv' using "epoch":(column("epoch") <= 30 ? column("t_epoch_s") : NaN) with linespoints pointsize 0.5 linecolor 2 dashtype 2 title 'm = 2 (seed 2)' noenhanced, \
+     'cpu/m2_s3/metrics.csv' using "epoch":(column("epoch") <= 30 ? column("t_epoch_s") : NaN) with linespoints pointsize 0.5 linecolor 2 dashtype 3 title 'm = 2 (seed 3)' noenhanced, \
+     'cpu/m4_s1/metrics.csv' using "epoch":(column("epoch") <= 30 ? column("t_epoch_s") : NaN) with linespoints pointsize 0.5 linecolor 3 dashtype 1 title 'm = 4 (seed 1)' noenhanced, \
+     'cpu/m4_s2/metrics.csv' using "epoch":(column("epoch") <= 30 ? column("t_epoch_s") : NaN) with linespoints pointsize 0.5 linecolor 3 dashtype 2 title 'm = 4 (seed 2)' noenhanced, \
+     'cpu/m4_s3/metrics.csv' using "epoch":(column("epoch") <= 30 ? column("t_epoch_s") : NaN) with linespoints pointsize 0.5 linecolor 3 dashtype 3 title 'm = 4 (seed 3)' noenhanced

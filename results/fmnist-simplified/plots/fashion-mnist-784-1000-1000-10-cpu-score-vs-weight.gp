@@ -12,6 +12,12 @@ set ylabel 'S'
 set xrange [0:1]
 set key outside right
 set grid
-plot 'plots/fashion-mnist-784-1000-1000-10-cpu-score-vs-weight.csv' using 1:2 with lines linewidth 2 linecolor 1 title 'm = 1' noenhanced, \
-     'plots/fashion-mnist-784-1000-1000-10-cpu-score-vs-weight.csv' using 1:3 with lines linewidth 2 linecolor 2 title 'm = 2' noenhanced, \
-     'plots/fashion-mnist-784-1000-1000-10-cpu-score-vs-weight.csv' using 1:4 with lines linewidth 2 linecolor 3 title 'm = 4' noenhanced
+plot 'plots/fashion-mnist-784-1000-1000-10-cpu-score-vs-weight.csv' using 1:2 with lines linewidth 2 linecolor 1 title 'm = 1 (seed 1)' noenhanced, \
+     'plots/fashion-mnist-784-1000-1000-10-cpu-score-vs-weight.csv' using 1:3 with lines linewidth 2 linecolor 1 title 'm = 1 (seed 2)' noenhanced, \
+     'plots/fashion-mnist-784-1000-1000-10-cpu-score-vs-weight.csv' using 1:4 with lines linewidth 2 linecolor 1 title 'm = 1 (seed 3)' noenhanced, \
+     'plots/fashion-mnist-784-1000-1000-10-cpu-score-vs-weight.csv' using 1:5 with lines linewidth 2 linecolor 2 title 'm = 2 (seed 1)' noenhanced, \
+     'plots/fashion-mnist-784-1000-1000-10-cpu-score-vs-weight.csv' using 1:6 with lines linewidth 2 linecolor 2 title 'm = 2 (seed 2)' noenhanced, \
+     'plots/fashion-mnist-784-1000-1000-10-cpu-score-vs-weight.csv' using 1:7 with lines linewidth 2 linecolor 2 title 'm = 2 (seed 3)' noenhanced, \
+     'plots/fashion-mnist-784-1000-1000-10-cpu-score-vs-weight.csv' using 1:8 with lines linewidth 2 linecolor 3 title 'm = 4 (seed 1)' noenhanced, \
+     'plots/fashion-mnist-784-1000-1000-10-cpu-score-vs-weight.csv' using 1:9 with lines linewidth 2 linecolor 3 title 'm = 4 (seed 2)' noenhanced, \
+     'plots/fashion-mnist-784-1000-1000-10-cpu-score-vs-weight.csv' using 1:10 with lines linewidth 2 linecolor 3 title 'm = 4 (seed 3)' noenhanced
