@@ -455,7 +455,7 @@ ST_SDDMM_TILE(sd_n1_1x4, 1, 1, 4)
 ST_SDDMM_TILE(sd_n1_1x8, 1, 1, 8)
 #undef ST_SDDMM_TILE
 
-#ifdef __AVX512F__
+#if defined(__AVX512F__) && defined(__AVX512DQ__) /* insertf32x8, broadcast_f32x8 */
 /* The same sums with two delta rows a 512-bit register: accumulator (n, p,
  * c) holds the chains of rows r0 + 2p (low half) and r0 + 2p + 1 (high
  * half) against input row c0 + c of block k + n; each 8-column piece of an
@@ -586,7 +586,7 @@ static void sddmm_block_row(const st_layer *L, const float *a_in, const float *d
             }
             return;
         }
-#ifdef __AVX512F__
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
         if (bi == 2 && bo == 2)
             for (; k + 4 <= k1; k += 4)
                 ST_TILE(sz_n4_2x2, 4, 2, 2, 0, 0);
