@@ -177,6 +177,7 @@ int main(int argc, char **argv)
         return 2;
     }
     use_wall = getenv("BENCH_CLOCK") && !strcmp(getenv("BENCH_CLOCK"), "wall");
+    cpu_ops_flush_denormals(); /* as the CPU backend does */
     int32_t sizes[8];
     int L = 0;
     sizes[L++] = 784;

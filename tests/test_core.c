@@ -32,6 +32,9 @@
 #include "test_rng.h"
 #include "model/model.h"
 #include "util/philox.h"
+#ifdef __SSE2__
+#include <immintrin.h>
+#endif
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -1515,6 +1518,66 @@ static double model_rel_diff(const st_model *x, const st_model *y)
  * two shards' buffers from backend_cpu_batch_grad, summed and applied,
  * must match a whole batch; a failing hook fails the epoch with a message;
  * a bad shard is refused. */
+#ifdef __SSE2__
+/* Threads (the caller and every OpenMP thread) in which 1e-20f * 1e-20f,
+ * which underflows, gives a denormal instead of 0. */
+static int denormal_threads(void)
+{
+    volatile float a = 1e-20f;
+    volatile float p0 = a * a;
+    int bad = p0 != 0.0f;
+#pragma omp parallel reduction(+ : bad)
+    {
+        volatile float x = a;
+        volatile float p = x * x;
+        bad += p != 0.0f;
+    }
+    return bad;
+}
+#endif
+
+/* The CPU backend flushes denormals to zero in every thread it computes in
+ * (a saturated softmax's deltas made a wide run 5x slower by its third
+ * epoch): with MXCSR's FTZ and DAZ cleared the underflowing product is
+ * denormal (the check can fail), after backend_cpu_create it is 0 on every
+ * thread. */
+static void test_backend_flushes_denormals(void)
+{
+#ifdef __SSE2__
+    const unsigned int ftz_daz = 0x8040;
+    _mm_setcsr(_mm_getcsr() & ~ftz_daz);
+#pragma omp parallel
+    _mm_setcsr(_mm_getcsr() & ~ftz_daz);
+    ST_EXPECT(denormal_threads() > 0, "without FTZ/DAZ no thread gives a denormal product");
+    st_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    ds.n_train = 4;
+    ds.n_test = 4;
+    ds.d = 8;
+    ds.k = 2;
+    float x[32] = {0};
+    int32_t y[4] = {0, 1, 0, 1};
+    ds.x_train = ds.x_test = x;
+    ds.y_train = ds.y_test = y;
+    st_config cfg;
+    config_defaults(&cfg);
+    cfg.batch = 4;
+    const int32_t sizes[3] = {8, 8, 2};
+    st_model m;
+    char err[512] = "";
+    ST_EXPECT(model_init(&m, sizes, 2, 1, 4.0, 3, err) == 0, "model_init: %s", err);
+    st_backend *be = backend_cpu_create(&m, &ds, &cfg, err);
+    ST_EXPECT(be != NULL, "backend_cpu_create: %s", err);
+    const int bad = denormal_threads();
+    ST_EXPECT(bad == 0, "after backend_cpu_create %d thread(s) still give denormals", bad);
+    if (be)
+        be->ops->destroy(be);
+    model_free(&m);
+#else
+    ST_SKIP("no SSE2: denormal flushing is x86-only");
+#endif
+}
+
 static void test_backend_hook_matches_fused(void)
 {
     const int n = 70, dim = 24, K = 3;
@@ -2208,6 +2271,7 @@ int main(void)
     ST_RUN(test_prune_blocks_known);
     ST_RUN(test_regrow_rederived);
     ST_RUN(test_regrow_dense_noop);
+    ST_RUN(test_backend_flushes_denormals);
     ST_RUN(test_dropout_mask);
     ST_RUN(test_softmax_xent);
     return st_test_summary("test_core");

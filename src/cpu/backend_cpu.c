@@ -431,6 +431,7 @@ st_backend *backend_cpu_create(st_model *model, const st_dataset *data, const st
     c->ld = round8(cfg->batch);
     c->shards = 1;
     adapt_init(c);
+    cpu_ops_flush_denormals();
     c->z = st_calloc((size_t)L + 1, sizeof(float *), "z");
     c->a = st_calloc((size_t)L + 1, sizeof(float *), "a");
     c->delta = st_calloc((size_t)L + 1, sizeof(float *), "delta");

@@ -394,6 +394,16 @@ static int st_generic_only; /* tests: 1 runs every shape on the generic path */
 
 void cpu_ops_force_generic(int on) { st_generic_only = on; }
 
+void cpu_ops_flush_denormals(void)
+{
+#ifdef __SSE2__
+    const unsigned int ftz_daz = 0x8040; /* bit 15 flush to zero, bit 6 denormals are zero */
+    _mm_setcsr(_mm_getcsr() | ftz_daz);
+#pragma omp parallel
+    _mm_setcsr(_mm_getcsr() | ftz_daz);
+#endif
+}
+
 /* The compiled kernel and its group size for a block shape (NULL: generic). */
 static blk_rows_fn blk_kernel(int bi, int bo, int backward, int *rb)
 {
