@@ -82,7 +82,18 @@ st_evolve_ws *evolve_ws_create(const st_model *m, double zeta)
         if (L->nb > max_nb) max_nb = L->nb;
         if (L->nbc > max_nbc) max_nbc = L->nbc;
     }
-    return ws_alloc(max_nb, max_nbc, zeta);
+    st_evolve_ws *ws = ws_alloc(max_nb, max_nbc, zeta);
+    /* Touch every page now: the memory is the system's from the start, so a
+     * machine that cannot hold it fails here rather than at the first
+     * evolution after an epoch of work, and that evolution does not pay the
+     * page faults (3 x 1M hidden: about 0.7 GB of scratch). */
+    memset(ws->a, 0, sizeof(uint64_t) * ws->cap);
+    memset(ws->b, 0, sizeof(uint64_t) * ws->cap);
+    memset(ws->acc_pos, 0, sizeof(uint64_t) * ws->cap_n);
+    memset(ws->acc_j, 0, sizeof(uint32_t) * ws->cap_n);
+    memset(ws->removed, 0, ws->cap_nb);
+    memset(ws->fill, 0, sizeof(int32_t) * ws->cap_nbc);
+    return ws;
 }
 
 uint64_t evolve_ws_bytes(int64_t max_nb, int64_t max_nbc, double zeta)
