@@ -176,13 +176,14 @@ static void gather_axpy(float *restrict out, float init, const gather_list *g, i
  * init[r] + sum_{i<n} w[r * rs + i * is] x[i * ld + b] (init NULL: 0). Four
  * rows share each load of x; 16 batch columns (two vectors per row) stay in
  * registers across the sum. */
-static void dense_block4(float *out, const float *init, int64_t r0, int nr, const float *w,
-                         int64_t rs, int64_t is, const float *x, int64_t n, int ld)
+static void dense_block4_from(float *out, const float *init, int64_t r0, int nr,
+                              const float *w, int64_t rs, int64_t is, const float *x, int64_t n,
+                              int ld, int bstart)
 {
     const float *wr[4];
     for (int r = 0; r < 4; r++) /* rows past nr repeat the last one; never stored */
         wr[r] = w + (r0 + (r < nr ? r : nr - 1)) * rs;
-    for (int b0 = 0; b0 < ld; b0 += 16) {
+    for (int b0 = bstart; b0 < ld; b0 += 16) {
         const int two = b0 + 16 <= ld; /* ld is a multiple of 8 */
         v8 acc[4][2];
         for (int r = 0; r < 4; r++) {
@@ -350,6 +351,44 @@ static inline v16 fma16(v16 a, v16 b, v16 acc)
         }                                                                                  \
     }
 #endif
+
+/* Dense block (dense_block4_from's sum, columns from 0): on 512-bit cores
+ * 64 columns (four vectors a row, 16 accumulators) a pass while they last,
+ * the rest by the 256-bit code; every element is the same chain of FMAs. */
+static void dense_block4(float *out, const float *init, int64_t r0, int nr, const float *w,
+                         int64_t rs, int64_t is, const float *x, int64_t n, int ld)
+{
+    int b0 = 0;
+#ifdef __AVX512F__
+    const float *wr[4];
+    for (int r = 0; r < 4; r++) /* rows past nr repeat the last one; never stored */
+        wr[r] = w + (r0 + (r < nr ? r : nr - 1)) * rs;
+    for (; b0 + 64 <= ld; b0 += 64) {
+        v16 acc[4][4];
+        for (int r = 0; r < 4; r++) {
+            const float v = init ? init[r0 + (r < nr ? r : nr - 1)] : 0.0f;
+            for (int q = 0; q < 4; q++)
+                acc[r][q] = splat16(v);
+        }
+        for (int64_t i = 0; i < n; i++) {
+            const float *xi = x + i * ld + b0;
+            const v16 x0 = ld16(xi), x1 = ld16(xi + 16), x2 = ld16(xi + 32), x3 = ld16(xi + 48);
+            for (int r = 0; r < 4; r++) {
+                const v16 wv = splat16(wr[r][i * is]);
+                acc[r][0] = fma16(wv, x0, acc[r][0]);
+                acc[r][1] = fma16(wv, x1, acc[r][1]);
+                acc[r][2] = fma16(wv, x2, acc[r][2]);
+                acc[r][3] = fma16(wv, x3, acc[r][3]);
+            }
+        }
+        for (int r = 0; r < nr; r++)
+            for (int q = 0; q < 4; q++)
+                st16(out + (r0 + r) * ld + b0 + 16 * q, acc[r][q]);
+    }
+#endif
+    if (b0 < ld)
+        dense_block4_from(out, init, r0, nr, w, rs, is, x, n, ld, b0);
+}
 
 /* Group sizes of square blocks: their rows together on 512-bit cores. */
 #if ST_WIDE
