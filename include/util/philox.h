@@ -91,9 +91,9 @@ ST_HD uint64_t st_below(uint32_t a, uint32_t b, uint64_t n)
 }
 
 #if !defined(__CUDACC__)
-/* Eight independent Philox4x32-10 blocks at once (host only): c[w][j] is
- * counter word w of block j on entry and output word w on return. With AVX2
- * the lanes run in vector registers; otherwise lane by lane. */
+/* Eight or sixteen independent Philox4x32-10 blocks at once (host only):
+ * c[w][j] is counter word w of block j on entry and output word w on
+ * return. */
 #ifdef __AVX2__
 #include <immintrin.h>
 /* hi and lo words of the 32x32-bit products a * m, lane-wise */
@@ -106,90 +106,57 @@ static inline void st_mulhilo32x8(__m256i a, __m256i m, __m256i *hi, __m256i *lo
 }
 #endif
 
-static inline void st_philox4x32_10_x8(uint32_t c[4][8], uint32_t k0, uint32_t k1)
+/* n8 x 8 independent blocks (n8 1 or 2): word w of block j is c[w * stride
+ * + j] (stride >= 8 n8), the counter on entry and the output on return.
+ * With AVX2 each group of 8 runs in vector registers, and the groups'
+ * rounds interleave (a round waits on the multiply's latency; a second
+ * independent chain fills the gap); otherwise lane by lane. */
+static inline void st_philox4x32_10_xn(uint32_t *c, int stride, int n8, uint32_t k0,
+                                       uint32_t k1)
 {
 #ifdef __AVX2__
-    __m256i x0 = _mm256_loadu_si256((const __m256i *)c[0]);
-    __m256i x1 = _mm256_loadu_si256((const __m256i *)c[1]);
-    __m256i x2 = _mm256_loadu_si256((const __m256i *)c[2]);
-    __m256i x3 = _mm256_loadu_si256((const __m256i *)c[3]);
-    const __m256i m0 = _mm256_set1_epi32((int)0xD2511F53u);
-    const __m256i m1 = _mm256_set1_epi32((int)0xCD9E8D57u);
-    for (int r = 0; r < 10; r++) {
-        __m256i hi0, lo0, hi1, lo1;
-        st_mulhilo32x8(x0, m0, &hi0, &lo0);
-        st_mulhilo32x8(x2, m1, &hi1, &lo1);
-        x0 = _mm256_xor_si256(_mm256_xor_si256(hi1, x1), _mm256_set1_epi32((int)k0));
-        x2 = _mm256_xor_si256(_mm256_xor_si256(hi0, x3), _mm256_set1_epi32((int)k1));
-        x1 = lo1;
-        x3 = lo0;
-        k0 += 0x9E3779B9u;
-        k1 += 0xBB67AE85u;
-    }
-    _mm256_storeu_si256((__m256i *)c[0], x0);
-    _mm256_storeu_si256((__m256i *)c[1], x1);
-    _mm256_storeu_si256((__m256i *)c[2], x2);
-    _mm256_storeu_si256((__m256i *)c[3], x3);
-#else
-    for (int j = 0; j < 8; j++) {
-        st_u32x4 in = {{c[0][j], c[1][j], c[2][j], c[3][j]}};
-        st_u32x4 out = st_philox4x32_10(in, k0, k1);
+    __m256i x[2][4];
+    for (int g = 0; g < n8; g++)
         for (int w = 0; w < 4; w++)
-            c[w][j] = out.v[w];
-    }
-#endif
-}
-
-/* Sixteen blocks (c[w][j], j < 16): the words st_philox4x32_10_x8 gives for
- * each half, with the two halves' rounds interleaved (a round waits on the
- * multiply's latency; two independent chains fill the gap). */
-static inline void st_philox4x32_10_x16(uint32_t c[4][16], uint32_t k0, uint32_t k1)
-{
-#ifdef __AVX2__
-    __m256i a0 = _mm256_loadu_si256((const __m256i *)c[0]);
-    __m256i a1 = _mm256_loadu_si256((const __m256i *)c[1]);
-    __m256i a2 = _mm256_loadu_si256((const __m256i *)c[2]);
-    __m256i a3 = _mm256_loadu_si256((const __m256i *)c[3]);
-    __m256i b0 = _mm256_loadu_si256((const __m256i *)(c[0] + 8));
-    __m256i b1 = _mm256_loadu_si256((const __m256i *)(c[1] + 8));
-    __m256i b2 = _mm256_loadu_si256((const __m256i *)(c[2] + 8));
-    __m256i b3 = _mm256_loadu_si256((const __m256i *)(c[3] + 8));
+            x[g][w] = _mm256_loadu_si256((const __m256i *)(c + w * stride + 8 * g));
     const __m256i m0 = _mm256_set1_epi32((int)0xD2511F53u);
     const __m256i m1 = _mm256_set1_epi32((int)0xCD9E8D57u);
     for (int r = 0; r < 10; r++) {
         const __m256i kk0 = _mm256_set1_epi32((int)k0), kk1 = _mm256_set1_epi32((int)k1);
-        __m256i ahi0, alo0, ahi1, alo1, bhi0, blo0, bhi1, blo1;
-        st_mulhilo32x8(a0, m0, &ahi0, &alo0);
-        st_mulhilo32x8(b0, m0, &bhi0, &blo0);
-        st_mulhilo32x8(a2, m1, &ahi1, &alo1);
-        st_mulhilo32x8(b2, m1, &bhi1, &blo1);
-        a0 = _mm256_xor_si256(_mm256_xor_si256(ahi1, a1), kk0);
-        b0 = _mm256_xor_si256(_mm256_xor_si256(bhi1, b1), kk0);
-        a2 = _mm256_xor_si256(_mm256_xor_si256(ahi0, a3), kk1);
-        b2 = _mm256_xor_si256(_mm256_xor_si256(bhi0, b3), kk1);
-        a1 = alo1;
-        b1 = blo1;
-        a3 = alo0;
-        b3 = blo0;
+        for (int g = 0; g < n8; g++) {
+            __m256i hi0, lo0, hi1, lo1;
+            st_mulhilo32x8(x[g][0], m0, &hi0, &lo0);
+            st_mulhilo32x8(x[g][2], m1, &hi1, &lo1);
+            x[g][0] = _mm256_xor_si256(_mm256_xor_si256(hi1, x[g][1]), kk0);
+            x[g][2] = _mm256_xor_si256(_mm256_xor_si256(hi0, x[g][3]), kk1);
+            x[g][1] = lo1;
+            x[g][3] = lo0;
+        }
         k0 += 0x9E3779B9u;
         k1 += 0xBB67AE85u;
     }
-    _mm256_storeu_si256((__m256i *)c[0], a0);
-    _mm256_storeu_si256((__m256i *)c[1], a1);
-    _mm256_storeu_si256((__m256i *)c[2], a2);
-    _mm256_storeu_si256((__m256i *)c[3], a3);
-    _mm256_storeu_si256((__m256i *)(c[0] + 8), b0);
-    _mm256_storeu_si256((__m256i *)(c[1] + 8), b1);
-    _mm256_storeu_si256((__m256i *)(c[2] + 8), b2);
-    _mm256_storeu_si256((__m256i *)(c[3] + 8), b3);
+    for (int g = 0; g < n8; g++)
+        for (int w = 0; w < 4; w++)
+            _mm256_storeu_si256((__m256i *)(c + w * stride + 8 * g), x[g][w]);
 #else
-    for (int j = 0; j < 16; j++) {
-        st_u32x4 in = {{c[0][j], c[1][j], c[2][j], c[3][j]}};
+    for (int j = 0; j < 8 * n8; j++) {
+        st_u32x4 in = {{c[j], c[stride + j], c[2 * stride + j], c[3 * stride + j]}};
         st_u32x4 out = st_philox4x32_10(in, k0, k1);
         for (int w = 0; w < 4; w++)
-            c[w][j] = out.v[w];
+            c[w * stride + j] = out.v[w];
     }
 #endif
+}
+
+static inline void st_philox4x32_10_x8(uint32_t c[4][8], uint32_t k0, uint32_t k1)
+{
+    st_philox4x32_10_xn(&c[0][0], 8, 1, k0, k1);
+}
+
+/* Sixteen blocks (c[w][j], j < 16): two interleaved groups of 8. */
+static inline void st_philox4x32_10_x16(uint32_t c[4][16], uint32_t k0, uint32_t k1)
+{
+    st_philox4x32_10_xn(&c[0][0], 16, 2, k0, k1);
 }
 #endif
 

@@ -552,8 +552,7 @@ ST_SDDMM_TILE(sd_n1_1x8, 1, 1, 8)
         reduce8(ch + 8, g + 8);                                                            \
     }
 ST_SDDMM_ZTILE(sz_n4_2x2, 4, 1, 2) /* four 2 x 2 blocks */
-ST_SDDMM_ZTILE(sz_n1_4x4, 1, 2, 4) /* one 4 x 4 block */
-ST_SDDMM_ZTILE(sz_n1_4x8, 1, 2, 4) /* 8 x 8 blocks: 4 outputs x 4 inputs a tile */
+ST_SDDMM_ZTILE(sz_n1_4x4, 1, 2, 4) /* 4 outputs x 4 inputs: a 4 x 4 block, a quarter of 8 x 8 */
 #undef ST_SDDMM_ZTILE
 #endif
 
@@ -647,8 +646,8 @@ static void sddmm_block_row(const st_layer *L, const float *a_in, const float *d
         if (bi == 8 && bo == 8) {
             for (; k < k1; k++)
                 for (int r0 = 0; r0 < 8; r0 += 4) {
-                    ST_TILE(sz_n1_4x8, 1, 4, 4, r0, 0);
-                    ST_TILE(sz_n1_4x8, 1, 4, 4, r0, 4);
+                    ST_TILE(sz_n1_4x4, 1, 4, 4, r0, 0);
+                    ST_TILE(sz_n1_4x4, 1, 4, 4, r0, 4);
                 }
             return;
         }
@@ -1141,16 +1140,8 @@ static void dropout_row(const cpu_dropout_spec *dp, int hidden, int64_t o, float
             u[2][j] = (uint32_t)dp->epoch;
             u[3][j] = ((uint32_t)ST_STREAM_DROPOUT << 24) | ((uint32_t)hidden & 0xFFFFFFu);
         }
-        if (ng > 8)
-            st_philox4x32_10_x16(u, (uint32_t)dp->seed, (uint32_t)(dp->seed >> 32));
-        else {
-            uint32_t h8[4][8];
-            for (int w = 0; w < 4; w++)
-                memcpy(h8[w], u[w], sizeof h8[w]);
-            st_philox4x32_10_x8(h8, (uint32_t)dp->seed, (uint32_t)(dp->seed >> 32));
-            for (int w = 0; w < 4; w++)
-                memcpy(u[w], h8[w], sizeof h8[w]);
-        }
+        st_philox4x32_10_xn(&u[0][0], NG, ng > 8 ? 2 : 1, (uint32_t)dp->seed,
+                            (uint32_t)(dp->seed >> 32));
         for (int h = 0; h < ng; h += 8) { /* 8 groups a transpose */
             const int nj = ng - h < 8 ? ng - h : 8;
             const int64_t first = (int64_t)(g0 + h - gfirst) * 8 - skip; /* m index of tmp[0] */
