@@ -96,9 +96,9 @@ int64_t model_connections(const st_model *mdl);
 /* Rebuild t_ptr / t_blk / t_row from row_ptr / col_idx. */
 void layer_build_transpose(st_layer *L);
 /* The same with a cursor of nbc + 1 int32 supplied (no allocation), and
- * scratch tmp of tmp_cap entries (NULL: none) that lets a wide layer (more
- * than 4096 block columns) be transposed in two cache-friendly passes
- * instead of one scatter; the result is the same. */
+ * scratch tmp of tmp_cap >= nb entries (NULL, or fewer: none) that lets a
+ * wide layer (more than 4096 block columns) be transposed in two
+ * cache-friendly passes instead of one scatter; the result is the same. */
 void layer_build_transpose_ws(st_layer *L, int32_t *fill, uint64_t *tmp, size_t tmp_cap);
 
 /* He-uniform limit sqrt(6 / I) with the dense fan-in I (SET's reference). */

@@ -75,12 +75,9 @@ void layer_build_transpose_ws(st_layer *L, int32_t *fill, uint64_t *tmp, size_t 
     while ((L->nbc >> cb) > 1024)
         cb++;
     const int32_t CB = (int32_t)1 << cb, nbk = (L->nbc + CB - 1) >> cb;
-    int two_pass = tmp && L->nbc > 4096 && cb < 32 && (int64_t)L->nbr <= ((int64_t)1 << (32 - cb));
-    for (int32_t g = 0; two_pass && g < nbk; g++) {
-        const int32_t c1 = (g + 1) * CB < L->nbc ? (g + 1) * CB : L->nbc;
-        if ((size_t)(cnt[c1] - cnt[g * CB]) > tmp_cap)
-            two_pass = 0;
-    }
+    /* tmp holds any bucket when it holds every block */
+    const int two_pass = tmp && tmp_cap >= (size_t)L->nb && L->nbc > 4096 && cb < 32 &&
+                         (int64_t)L->nbr <= ((int64_t)1 << (32 - cb));
     if (!two_pass) { /* fill in block-row order so each column's list is sorted by row */
         memcpy(fill, cnt, sizeof(int32_t) * (size_t)L->nbc);
         for (int32_t r = 0; r < L->nbr; r++)

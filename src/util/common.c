@@ -60,7 +60,7 @@ int st_fail(char *err, const char *fmt, ...)
  * transparent huge pages: Debian's default THP mode is "madvise", and the
  * gathers of a wide layer touch a 4 KiB page per connection, so with small
  * pages most of them also miss the TLB (3 x 300k hidden: a training step
- * 11% faster with huge pages). Only the page-aligned inside of the buffer is
+ * 12% faster with huge pages). Only the page-aligned inside of the buffer is
  * advised; where THP is off or "always" the call changes nothing. */
 static void hint_huge(void *p, size_t n)
 {
