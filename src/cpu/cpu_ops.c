@@ -263,6 +263,18 @@ static void dense_block4_from(float *out, const float *init, int64_t r0, int nr,
     ST_BLK_TILE_W(NAME, INNER, RB, WR, WC, WI, T, v8, 8, ld8, st8, splat8, fma8)
 
 #define ST_BLK_CALL(F) F(out, ld, b0, init, wts, wi, bs, woff, rows, ri, rstride, k0, k1)
+/* The tile of NV vectors: P1 .. P8 (P is NAME_t or NAME_z). */
+#define ST_BLK_SWITCH(P, NV)                                                               \
+    switch (NV) {                                                                          \
+    case 8: ST_BLK_CALL(P##8); break;                                                      \
+    case 7: ST_BLK_CALL(P##7); break;                                                      \
+    case 6: ST_BLK_CALL(P##6); break;                                                      \
+    case 5: ST_BLK_CALL(P##5); break;                                                      \
+    case 4: ST_BLK_CALL(P##4); break;                                                      \
+    case 3: ST_BLK_CALL(P##3); break;                                                      \
+    case 2: ST_BLK_CALL(P##2); break;                                                      \
+    default: ST_BLK_CALL(P##1); break;                                                     \
+    }
 
 #ifdef __AVX512F__
 typedef float v16 __attribute__((vector_size(64)));
@@ -300,16 +312,7 @@ static inline v16 fma16(v16 a, v16 b, v16 acc)
         int b0 = 0;                                                                        \
         while (ld - b0 >= 16) {                                                            \
             const int nv = (ld - b0) / 16 < tmax ? (ld - b0) / 16 : tmax;                  \
-            switch (nv) {                                                                  \
-            case 8: ST_BLK_CALL(NAME##_z8); break;                                         \
-            case 7: ST_BLK_CALL(NAME##_z7); break;                                         \
-            case 6: ST_BLK_CALL(NAME##_z6); break;                                         \
-            case 5: ST_BLK_CALL(NAME##_z5); break;                                         \
-            case 4: ST_BLK_CALL(NAME##_z4); break;                                         \
-            case 3: ST_BLK_CALL(NAME##_z3); break;                                         \
-            case 2: ST_BLK_CALL(NAME##_z2); break;                                         \
-            default: ST_BLK_CALL(NAME##_z1); break;                                        \
-            }                                                                              \
+            ST_BLK_SWITCH(NAME##_z, nv);                                                   \
             b0 += 16 * nv;                                                                 \
         }                                                                                  \
         if (b0 < ld)                                                                       \
@@ -337,16 +340,7 @@ static inline v16 fma16(v16 a, v16 b, v16 acc)
         const int tmax = ST_ACC / RB < 8 ? ST_ACC / RB : 8;                                \
         for (int b0 = 0; b0 < ld;) {                                                       \
             const int nv = (ld - b0) / 8 < tmax ? (ld - b0) / 8 : tmax;                    \
-            switch (nv) {                                                                  \
-            case 8: ST_BLK_CALL(NAME##_t8); break;                                         \
-            case 7: ST_BLK_CALL(NAME##_t7); break;                                         \
-            case 6: ST_BLK_CALL(NAME##_t6); break;                                         \
-            case 5: ST_BLK_CALL(NAME##_t5); break;                                         \
-            case 4: ST_BLK_CALL(NAME##_t4); break;                                         \
-            case 3: ST_BLK_CALL(NAME##_t3); break;                                         \
-            case 2: ST_BLK_CALL(NAME##_t2); break;                                         \
-            default: ST_BLK_CALL(NAME##_t1); break;                                        \
-            }                                                                              \
+            ST_BLK_SWITCH(NAME##_t, nv);                                                   \
             b0 += 8 * nv;                                                                  \
         }                                                                                  \
     }
@@ -424,6 +418,7 @@ ST_BLK_ROWS(bw_8x1, 1, 4, 1, 8, 1)
 #undef ST_BLK_TILE16
 #undef ST_BLK_TILE_W
 #undef ST_BLK_CALL
+#undef ST_BLK_SWITCH
 
 typedef void (*blk_rows_fn)(float *restrict, int, const float *, const float *, const int32_t *,
                             int64_t, int64_t, const float *, const int32_t *, int64_t, int64_t,
