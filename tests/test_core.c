@@ -1443,6 +1443,64 @@ static void test_block_kernels_vs_generic(void)
         }
 }
 
+/* Exercises the output layer's forward kernel (a dense layer of at most 12
+ * outputs, every row a slice of columns): against the generic path (four
+ * rows at a time) and against a scalar chain of FMAs, bias first, inputs in
+ * order, bit for bit, for 1 to 13 outputs (13: the four-row path), ld 8 to
+ * 136 (every slice width and its tails), and 1 against 3 threads. */
+static void test_dense_output_forward(void)
+{
+    static const int Os[] = {1, 2, 3, 5, 10, 12, 13}, lds[] = {8, 24, 40, 56, 136};
+    int saved = 1;
+#ifdef _OPENMP
+    saved = omp_get_max_threads();
+#endif
+    for (size_t oi = 0; oi < sizeof Os / sizeof Os[0]; oi++)
+        for (size_t li = 0; li < sizeof lds / sizeof lds[0]; li++) {
+            const int O = Os[oi], ld = lds[li], I = 37;
+            trng_seed(777 + oi * 11 + li);
+            st_layer L = make_dense_layer(I, O);
+            float *x = malloc(sizeof(float) * (size_t)I * ld);
+            for (int e = 0; e < I * ld; e++)
+                x[e] = trng_unif(-1, 1);
+            float *z[3], *ref = malloc(sizeof(float) * (size_t)O * ld);
+            for (int t = 0; t < 3; t++) {
+                z[t] = malloc(sizeof(float) * (size_t)O * ld);
+#ifdef _OPENMP
+                omp_set_num_threads(t == 2 ? 3 : 1);
+#endif
+                cpu_ops_force_generic(t == 1);
+                cpu_layer_forward(&L, x, z[t], ld);
+                cpu_ops_force_generic(0);
+            }
+#ifdef _OPENMP
+            omp_set_num_threads(saved);
+#endif
+            for (int o = 0; o < O; o++)
+                for (int b = 0; b < ld; b++) {
+                    float acc = L.bias[o];
+                    for (int i = 0; i < I; i++)
+#ifdef __FMA__
+                        acc = fmaf(L.w[(int64_t)o * I + i], x[(int64_t)i * ld + b], acc);
+#else
+                        acc = acc + L.w[(int64_t)o * I + i] * x[(int64_t)i * ld + b];
+#endif
+                    ref[(int64_t)o * ld + b] = acc;
+                }
+            const size_t n = sizeof(float) * (size_t)O * ld;
+            ST_EXPECT(!memcmp(z[0], ref, n), "%d outputs, ld %d: differs from the FMA chain", O,
+                      ld);
+            ST_EXPECT(!memcmp(z[0], z[1], n), "%d outputs, ld %d: differs from the generic path",
+                      O, ld);
+            ST_EXPECT(!memcmp(z[0], z[2], n), "%d outputs, ld %d: 1 and 3 threads differ", O, ld);
+            for (int t = 0; t < 3; t++)
+                free(z[t]);
+            free(ref);
+            free(x);
+            layer_free(&L);
+        }
+}
+
 /* Exercises cpu_dropout_mask_at: a shard's mask (column offset col0, any
  * alignment) equals the whole batch's columns col0 .. col0 + B - 1, with
  * zeros in the shard's padding. */
@@ -2264,6 +2322,7 @@ int main(void)
     ST_RUN(test_activations);
     ST_RUN(test_ops_thread_independent);
     ST_RUN(test_block_kernels_vs_generic);
+    ST_RUN(test_dense_output_forward);
     ST_RUN(test_dropout_shard_columns);
     ST_RUN(test_backend_hook_matches_fused);
     ST_RUN(test_prune_m1_known);

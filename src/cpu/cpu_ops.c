@@ -384,6 +384,90 @@ static void dense_block4(float *out, const float *init, int64_t r0, int nr, cons
         dense_block4_from(out, init, r0, nr, w, rs, is, x, n, ld, b0);
 }
 
+/* A dense layer of few outputs (the output layer: O <= ST_FEW_ROWS): every
+ * row of out = init[r] + sum_{i<n} w[r * rs + i * is] x[i * ld + b] for one
+ * slice of columns (NV vectors from b0), so each loaded x vector feeds all
+ * O rows and x is read once; dense_block4 reads it once per four rows (three
+ * times for ten classes), and its ld / 64 passes leave one thread idle. The
+ * rows are done in RG registers (rows past O repeat the last one; never
+ * stored); every element is dense_block4's chain of FMAs, the same bits. */
+#define ST_FEW_ROWS 12
+#define ST_DENSE_FEW(NAME, RG, NV, VT, VW, LD, ST, SPLAT, FMA)                              \
+    static void NAME(float *out, const float *init, int nr, const float *w, int64_t rs,    \
+                     int64_t is, const float *x, int64_t n, int ld, int b0)                \
+    {                                                                                      \
+        const float *wr[RG];                                                               \
+        VT acc[RG][NV];                                                                    \
+        for (int r = 0; r < RG; r++) {                                                     \
+            const int rr = r < nr ? r : nr - 1;                                            \
+            wr[r] = w + rr * rs;                                                           \
+            for (int v = 0; v < NV; v++)                                                   \
+                acc[r][v] = SPLAT(init ? init[rr] : 0.0f);                                 \
+        }                                                                                  \
+        for (int64_t i = 0; i < n; i++) {                                                  \
+            VT xv[NV];                                                                     \
+            for (int v = 0; v < NV; v++)                                                   \
+                xv[v] = LD(x + i * ld + b0 + VW * v);                                      \
+            for (int r = 0; r < RG; r++) {                                                 \
+                const VT wv = SPLAT(wr[r][i * is]);                                        \
+                for (int v = 0; v < NV; v++)                                               \
+                    acc[r][v] = FMA(wv, xv[v], acc[r][v]);                                 \
+            }                                                                              \
+        }                                                                                  \
+        for (int r = 0; r < nr; r++)                                                       \
+            for (int v = 0; v < NV; v++)                                                   \
+                ST(out + (int64_t)r * ld + b0 + VW * v, acc[r][v]);                        \
+    }
+#define ST_DENSE_FEW_RG(RG)                                                                \
+    ST_DENSE_FEW(dense_few##RG##_t1, RG, 1, v8, 8, ld8, st8, splat8, fma8)                 \
+    ST_DENSE_FEW_WIDE(RG)
+#ifdef __AVX512F__
+/* 32 columns a slice (two vectors), 16 or 8 for the rest */
+#define ST_FEW_SLICE 32
+#define ST_DENSE_FEW_WIDE(RG)                                                              \
+    ST_DENSE_FEW(dense_few##RG##_z1, RG, 1, v16, 16, ld16, st16, splat16, fma16)           \
+    ST_DENSE_FEW(dense_few##RG##_z2, RG, 2, v16, 16, ld16, st16, splat16, fma16)
+#define ST_DENSE_FEW_CALL(RG)                                                              \
+    (nc == 32   ? dense_few##RG##_z2(out, init, nr, w, rs, is, x, n, ld, b0)               \
+     : nc == 16 ? dense_few##RG##_z1(out, init, nr, w, rs, is, x, n, ld, b0)               \
+                : dense_few##RG##_t1(out, init, nr, w, rs, is, x, n, ld, b0))
+#else
+/* 8 columns a slice: 16 registers */
+#define ST_FEW_SLICE 8
+#define ST_DENSE_FEW_WIDE(RG)
+#define ST_DENSE_FEW_CALL(RG) dense_few##RG##_t1(out, init, nr, w, rs, is, x, n, ld, b0)
+#endif
+ST_DENSE_FEW_RG(2)
+ST_DENSE_FEW_RG(4)
+ST_DENSE_FEW_RG(6)
+ST_DENSE_FEW_RG(8)
+ST_DENSE_FEW_RG(10)
+ST_DENSE_FEW_RG(12)
+
+/* Columns b0 .. b0 + nc - 1 (nc: ST_FEW_SLICE, or less at the end of ld) of
+ * all nr <= ST_FEW_ROWS rows. */
+static void dense_few(float *out, const float *init, int nr, const float *w, int64_t rs,
+                      int64_t is, const float *x, int64_t n, int ld, int b0, int nc)
+{
+    if (nc > 16 && nc < 32) { /* 24 columns at the end: 16, then 8 */
+        dense_few(out, init, nr, w, rs, is, x, n, ld, b0, 16);
+        dense_few(out, init, nr, w, rs, is, x, n, ld, b0 + 16, nc - 16);
+        return;
+    }
+    switch ((nr + 1) / 2) {
+    case 1: ST_DENSE_FEW_CALL(2); break;
+    case 2: ST_DENSE_FEW_CALL(4); break;
+    case 3: ST_DENSE_FEW_CALL(6); break;
+    case 4: ST_DENSE_FEW_CALL(8); break;
+    case 5: ST_DENSE_FEW_CALL(10); break;
+    default: ST_DENSE_FEW_CALL(12); break;
+    }
+}
+#undef ST_DENSE_FEW
+#undef ST_DENSE_FEW_RG
+#undef ST_DENSE_FEW_WIDE
+#undef ST_DENSE_FEW_CALL
+
 /* Group sizes of square blocks: their rows together on 512-bit cores. */
 #if ST_WIDE
 #define ST_RB2 2
@@ -800,6 +884,14 @@ void cpu_layer_forward_act(const st_layer *L, const float *a, float *z, float *a
 {
     if (dp && !mask)
         dp = NULL;
+    if (L->dense && !a_out && L->n_out <= ST_FEW_ROWS && !st_generic_only) {
+        /* the output layer: every row a slice of columns (dense_few) */
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int b0 = 0; b0 < ld; b0 += ST_FEW_SLICE)
+            dense_few(z, L->bias, L->n_out, L->w, L->n_in, 1, a, L->n_in, ld, b0,
+                      ld - b0 < ST_FEW_SLICE ? ld - b0 : ST_FEW_SLICE);
+        return;
+    }
     if (L->dense) { /* Z (O, ld) = W^T (O, I) A (I, ld), four output rows at a time */
 #pragma omp parallel for schedule(dynamic, 1)
         for (int32_t o = 0; o < L->n_out; o += 4) {
