@@ -1443,12 +1443,24 @@ static void test_block_kernels_vs_generic(void)
         }
 }
 
-/* Exercises the output layer's forward kernel (a dense layer of at most 12
- * outputs, every row a slice of columns): against the generic path (four
- * rows at a time) and against a scalar chain of FMAs, bias first, inputs in
- * order, bit for bit, for 1 to 13 outputs (13: the four-row path), ld 8 to
- * 136 (every slice width and its tails), and 1 against 3 threads. */
-static void test_dense_output_forward(void)
+/* fma(a, b, c) as the kernels round it (one rounding where there is FMA). */
+static float fma_like(float a, float b, float c)
+{
+#ifdef __FMA__
+    return fmaf(a, b, c);
+#else
+    return c + a * b;
+#endif
+}
+
+/* Exercises the dense output layer's kernels. Forward (at most 12 outputs:
+ * every row a slice of columns): against the generic path (four rows at a
+ * time) and against a scalar chain of FMAs, bias first, inputs in order, bit
+ * for bit, for 1 to 13 outputs (13: the four-row path), ld 8 to 136 (every
+ * slice width and its tails), and 1 against 3 threads. Weight gradient
+ * (blocks of 8 outputs, the last as few as it has): against the scalar form
+ * of its sum (8 lane chains over the batch, then the pairwise reduction). */
+static void test_dense_output_kernels(void)
 {
     static const int Os[] = {1, 2, 3, 5, 10, 12, 13}, lds[] = {8, 24, 40, 56, 136};
     int saved = 1;
@@ -1480,11 +1492,7 @@ static void test_dense_output_forward(void)
                 for (int b = 0; b < ld; b++) {
                     float acc = L.bias[o];
                     for (int i = 0; i < I; i++)
-#ifdef __FMA__
-                        acc = fmaf(L.w[(int64_t)o * I + i], x[(int64_t)i * ld + b], acc);
-#else
-                        acc = acc + L.w[(int64_t)o * I + i] * x[(int64_t)i * ld + b];
-#endif
+                        acc = fma_like(L.w[(int64_t)o * I + i], x[(int64_t)i * ld + b], acc);
                     ref[(int64_t)o * ld + b] = acc;
                 }
             const size_t n = sizeof(float) * (size_t)O * ld;
@@ -1493,6 +1501,27 @@ static void test_dense_output_forward(void)
             ST_EXPECT(!memcmp(z[0], z[1], n), "%d outputs, ld %d: differs from the generic path",
                       O, ld);
             ST_EXPECT(!memcmp(z[0], z[2], n), "%d outputs, ld %d: 1 and 3 threads differ", O, ld);
+            /* the weight gradient, with z as the deltas */
+            float *gw = malloc(sizeof(float) * (size_t)O * I), *gb = malloc(sizeof(float) * O);
+            cpu_layer_grad(&L, x, z[0], ld, gw, gb);
+            int bad = 0;
+            for (int o = 0; o < O; o++)
+                for (int i = 0; i < I; i++) {
+                    float lane[8];
+                    for (int l = 0; l < 8; l++) {
+                        lane[l] = 0.0f;
+                        for (int b = l; b < ld; b += 8)
+                            lane[l] = fma_like(z[0][(int64_t)o * ld + b], x[(int64_t)i * ld + b],
+                                               lane[l]);
+                    }
+                    const float g = ((lane[0] + lane[1]) + (lane[2] + lane[3])) +
+                                    ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+                    bad += memcmp(&g, &gw[(int64_t)o * I + i], sizeof g) != 0;
+                }
+            ST_EXPECT(bad == 0, "%d outputs, ld %d: %d weight gradients differ from their sum",
+                      O, ld, bad);
+            free(gw);
+            free(gb);
             for (int t = 0; t < 3; t++)
                 free(z[t]);
             free(ref);
@@ -2322,7 +2351,7 @@ int main(void)
     ST_RUN(test_activations);
     ST_RUN(test_ops_thread_independent);
     ST_RUN(test_block_kernels_vs_generic);
-    ST_RUN(test_dense_output_forward);
+    ST_RUN(test_dense_output_kernels);
     ST_RUN(test_dropout_shard_columns);
     ST_RUN(test_backend_hook_matches_fused);
     ST_RUN(test_prune_m1_known);

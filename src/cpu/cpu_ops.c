@@ -103,6 +103,24 @@ static inline void dots8(const float *restrict d, const float *const rows[8], in
     reduce8(acc, out);
 }
 
+/* The same sums for 4 rows, and for 2: hsum8 each (reduce8's order). */
+#define ST_DOTS(NAME, NR)                                                                  \
+    static inline void NAME(const float *restrict d, const float *const rows[], int ld,   \
+                            float out[])                                                   \
+    {                                                                                      \
+        v8 acc[NR] = {{0}};                                                                \
+        for (int b = 0; b < ld; b += 8) {                                                  \
+            v8 dv = ld8(d + b);                                                            \
+            for (int j = 0; j < NR; j++)                                                   \
+                acc[j] = fma8(dv, ld8(rows[j] + b), acc[j]);                               \
+        }                                                                                  \
+        for (int j = 0; j < NR; j++)                                                       \
+            out[j] = hsum8(acc[j]);                                                        \
+    }
+ST_DOTS(dots4, 4)
+ST_DOTS(dots2, 2)
+#undef ST_DOTS
+
 /* out[0..ld) = init + sum_k w_k x_k[0..ld), where for k < n the weight is
  * wts[wi[k] + woff] and the row is rows + ri[k] * rstride (both through an
  * index list; wi == NULL means wts[k * wstep + woff]). One call per output row. */
@@ -1073,9 +1091,14 @@ static void dense_grad(const st_layer *L, const float *a_in, const float *delta_
         const float *rows[8];
         for (int j = 0; j < 8; j++) /* rows past no repeat the last; never stored */
             rows[j] = delta_out + (int64_t)(o0 + (j < no ? j : no - 1)) * ld;
-        for (int32_t i = i0; i < i1; i++) {
+        for (int32_t i = i0; i < i1; i++) { /* the last block: as few rows as it has */
             float g8[8];
-            dots8(a_in + (int64_t)i * ld, rows, ld, g8);
+            if (no <= 2)
+                dots2(a_in + (int64_t)i * ld, rows, ld, g8);
+            else if (no <= 4)
+                dots4(a_in + (int64_t)i * ld, rows, ld, g8);
+            else
+                dots8(a_in + (int64_t)i * ld, rows, ld, g8);
             for (int j = 0; j < no; j++)
                 gw[(int64_t)(o0 + j) * I + i] = g8[j];
         }
