@@ -111,8 +111,8 @@ static void step(net *n, int B, int ld, int it)
     phase_t[0] += t1 - t0;
     for (int l = L - 1; l >= 0; l--) {
         if (l > 0)
-            cpu_layer_backward_delta(&m->layers[l], n->d[l + 1], n->z[l], n->mask[l],
-                                     ST_ACT_RELU, l, n->d[l], ld);
+            cpu_layer_backward_delta_relu(&m->layers[l], n->d[l + 1], n->a[l],
+                                          cpu_dropout_keep(dp.rate), n->d[l], ld);
         double t2 = now();
         phase_t[1] += t2 - t1;
         /* a tiny learning rate keeps the weights (and the timing) steady */

@@ -1560,6 +1560,93 @@ static void test_dense_output_kernels(void)
         }
 }
 
+/* Exercises cpu_layer_backward_delta_relu against cpu_layer_backward_delta
+ * (ReLU, z_in and the mask) bit for bit, on every kernel shape, a generic
+ * one and a dense layer, with and without dropout, at ld 40 and 136, with
+ * z_in holding zeros of both signs, infinities, NaN and numbers at the
+ * bottom of the normal range, under both denormal modes the backend can be
+ * in (kept, and FTZ + DAZ). a_in is what cpu_layer_forward_act would give:
+ * relu(z_in) * mask_in. */
+static void test_backward_relu_from_activation(void)
+{
+    static const float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, FLT_MIN,
+                                    -FLT_MIN, 1.5f * FLT_MIN, 1e-30f, -1e-30f};
+    static const int lds[2] = {40, 136}, Bs[2] = {35, 131};
+#ifdef _OPENMP
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(1); /* the MXCSR set below is this thread's */
+#endif
+#ifdef __SSE2__
+    const unsigned int csr = _mm_getcsr();
+#endif
+    for (int ftz = 0; ftz < 2; ftz++) {
+#ifdef __SSE2__
+        _mm_setcsr(ftz ? csr | 0x8040 : csr & ~0x8040u);
+#else
+        if (ftz)
+            break;
+#endif
+        for (int s = 0; s <= BLK_NSHAPES; s++)
+            for (int li = 0; li < 2; li++)
+                for (int drop = 0; drop < 2; drop++) {
+                    const int ld = lds[li], B = Bs[li];
+                    trng_seed(5150 + (uint64_t)s * 13 + (uint64_t)li * 2 + (uint64_t)drop);
+                    st_layer L = s < BLK_NSHAPES
+                                     ? make_sparse_layer(
+                                           blk_shapes[s].bi * blk_shapes[s].nbc,
+                                           blk_shapes[s].bo * blk_shapes[s].nbr, blk_shapes[s].bi,
+                                           blk_shapes[s].bo, blk_shapes[s].density, 2)
+                                     : make_dense_layer(29, 10);
+                    const int I = L.n_in, O = L.n_out;
+                    float *zin = malloc(sizeof(float) * (size_t)I * ld),
+                          *ain = malloc(sizeof(float) * (size_t)I * ld),
+                          *mask = malloc(sizeof(float) * (size_t)I * ld),
+                          *d = malloc(sizeof(float) * (size_t)O * ld),
+                          *want = malloc(sizeof(float) * (size_t)I * ld),
+                          *got = malloc(sizeof(float) * (size_t)I * ld);
+                    for (int e = 0; e < I * ld; e++)
+                        zin[e] = e % 5 == 0 ? special[(e / 5) % 10] : trng_unif(-2, 2);
+                    for (int e = 0; e < O * ld; e++)
+                        d[e] = (e % ld) < B ? trng_unif(-1, 1) : 0.0f;
+                    d[1] = INFINITY; /* an infinite delta meets zero factors */
+                    const float keep = drop ? cpu_dropout_keep(0.3f) : 1.0f;
+                    if (drop)
+                        cpu_dropout_mask(61, 1, 2, 5, 0.3f, mask, I, B, ld);
+                    for (int e = 0; e < I * ld; e++) {
+                        volatile float z = zin[e]; /* the forward's formula, rounded alike */
+                        ain[e] = (z > 0.0f ? z : 0.0f) * (drop ? mask[e] : 1.0f);
+                    }
+                    for (int g = 0; g < 2; g++) {
+                        cpu_ops_force_generic(g);
+                        cpu_layer_backward_delta(&L, d, zin, drop ? mask : NULL, ST_ACT_RELU, 1,
+                                                 want, ld);
+                        cpu_layer_backward_delta_relu(&L, d, ain, keep, got, ld);
+                        cpu_ops_force_generic(0);
+                        int bad = 0;
+                        for (int e = 0; e < I * ld; e++)
+                            bad += memcmp(&want[e], &got[e], sizeof(float)) != 0;
+                        ST_EXPECT(bad == 0,
+                                  "%dx%d %d-%d ld %d dropout %d ftz %d generic %d: %d of %d "
+                                  "deltas differ",
+                                  L.bi, L.bo, I, O, ld, drop, ftz, g, bad, I * ld);
+                    }
+                    free(zin);
+                    free(ain);
+                    free(mask);
+                    free(d);
+                    free(want);
+                    free(got);
+                    layer_free(&L);
+                }
+    }
+#ifdef __SSE2__
+    _mm_setcsr(csr);
+#endif
+#ifdef _OPENMP
+    omp_set_num_threads(saved);
+#endif
+}
+
 /* Exercises cpu_dropout_mask_at: a shard's mask (column offset col0, any
  * alignment) equals the whole batch's columns col0 .. col0 + B - 1, with
  * zeros in the shard's padding. */
@@ -2382,6 +2469,7 @@ int main(void)
     ST_RUN(test_ops_thread_independent);
     ST_RUN(test_block_kernels_vs_generic);
     ST_RUN(test_dense_output_kernels);
+    ST_RUN(test_backward_relu_from_activation);
     ST_RUN(test_dropout_shard_columns);
     ST_RUN(test_backend_hook_matches_fused);
     ST_RUN(test_prune_m1_known);

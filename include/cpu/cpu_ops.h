@@ -74,6 +74,17 @@ void cpu_layer_backward_delta(const st_layer *L, const float *delta_out, const f
                               const float *mask_in, st_activation act, int hidden_in,
                               float *delta_in, int ld);
 
+/* The same for a ReLU hidden input layer, from its activation a_in =
+ * relu(z_in) * mask_in (cpu_layer_forward_act's) whose mask values are all 0
+ * or keep = cpu_dropout_keep(rate) (keep 1 and no mask without dropout):
+ * f'(z_in) mask_in is keep where a_in > 0 and 0 elsewhere, so the values,
+ * and the bits, are cpu_layer_backward_delta's, from one array read instead
+ * of two (a_in, which the layer's weight gradient reads next). Needs
+ * denormals either kept or flushed with both FTZ and DAZ (as
+ * cpu_ops_flush_denormals does). */
+void cpu_layer_backward_delta_relu(const st_layer *L, const float *delta_out, const float *a_in,
+                                   float keep, float *delta_in, int ld);
+
 /* Sampled product (SDDMM): gw[k] = sum_b delta_out[o, b] a_in[i, b] for each
  * present connection (o, i) in storage order (nnz floats); gb[o] = sum_b
  * delta_out[o, b]. Padding columns contribute 0 because their deltas are 0. */
@@ -100,6 +111,8 @@ void cpu_layer_grad_update(st_layer *L, const float *a_in, const float *delta_ou
  * batches per epoch. mask is (n, ld); padding columns get 0. */
 void cpu_dropout_mask(uint64_t seed, int hidden, int epoch, int batch_index, float rate,
                       float *mask, int64_t n, int B, int ld);
+/* The factor kept elements get: 1 / (1 - rate), as a float. */
+float cpu_dropout_keep(float rate);
 /* The same for a shard: mask column j is batch column col0 + j, B real
  * columns (the shard's samples); the values equal cpu_dropout_mask's
  * columns col0 .. col0 + B - 1 of the whole batch. */

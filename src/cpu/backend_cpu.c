@@ -190,7 +190,12 @@ static void batch_pass(st_backend *be, int epoch, int batch_index, int col0, int
     }
     for (int l = L - 1; l >= 0; l--) {
         st_layer *Ly = &m->layers[l];
-        if (l > 0)
+        if (l > 0 && cfg->activation == ST_ACT_RELU) /* f' and the mask from a[l] alone */
+            cpu_layer_backward_delta_relu(
+                Ly, c->delta[l + 1], c->a[l],
+                cfg->dropout > 0 ? cpu_dropout_keep((float)cfg->dropout) : 1.0f, c->delta[l],
+                c->ld);
+        else if (l > 0)
             cpu_layer_backward_delta(Ly, c->delta[l + 1], c->z[l],
                                      cfg->dropout > 0 ? c->mask[l] : NULL, cfg->activation, l,
                                      c->delta[l], c->ld);

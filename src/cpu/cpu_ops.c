@@ -1069,20 +1069,57 @@ static inline void scale_by_grad(float *restrict d, const float *restrict z,
         d[b] *= st_activation_grad(act, hidden, z[b]) * (mask ? mask[b] : 1.0f);
 }
 
+/* Where f'(z_in) mask_in comes from: z_in and mask_in, or (a_in not NULL)
+ * a ReLU layer's activation and its keep factor. */
+typedef struct {
+    const float *z, *mask, *a;
+    float keep;
+    st_activation act;
+    int hidden;
+} grad_src;
+
+/* Row i of delta_in times its factor. */
+static inline void scale_row(float *restrict d, const grad_src *g, int64_t i, int ld)
+{
+    if (g->a) {
+        const float *restrict a = g->a + i * ld;
+        const float k = g->keep;
+#pragma omp simd
+        for (int b = 0; b < ld; b++)
+            d[b] *= a[b] > 0.0f ? k : 0.0f;
+        return;
+    }
+    scale_by_grad(d, g->z + i * ld, g->mask ? g->mask + i * ld : NULL, g->act, g->hidden, ld);
+}
+
+static void backward_delta(const st_layer *L, const float *delta_out, const grad_src *g,
+                           float *delta_in, int ld);
+
 void cpu_layer_backward_delta(const st_layer *L, const float *delta_out, const float *z_in,
                               const float *mask_in, st_activation act, int hidden_in,
                               float *delta_in, int ld)
+{
+    const grad_src g = {z_in, mask_in, NULL, 1.0f, act, hidden_in};
+    backward_delta(L, delta_out, &g, delta_in, ld);
+}
+
+void cpu_layer_backward_delta_relu(const st_layer *L, const float *delta_out, const float *a_in,
+                                   float keep, float *delta_in, int ld)
+{
+    const grad_src g = {NULL, NULL, a_in, keep, ST_ACT_RELU, 0};
+    backward_delta(L, delta_out, &g, delta_in, ld);
+}
+
+static void backward_delta(const st_layer *L, const float *delta_out, const grad_src *g,
+                           float *delta_in, int ld)
 {
     if (L->dense) { /* delta_in (I, ld) = W (I, O) delta_out (O, ld), four input rows at a time */
 #pragma omp parallel for schedule(dynamic, 16)
         for (int32_t i0 = 0; i0 < L->n_in; i0 += 4) {
             const int nr = L->n_in - i0 < 4 ? L->n_in - i0 : 4;
             dense_block4(delta_in, NULL, i0, nr, L->w, 1, L->n_in, delta_out, L->n_out, ld);
-            for (int r = 0; r < nr; r++) {
-                int64_t i = (int64_t)i0 + r;
-                scale_by_grad(delta_in + i * ld, z_in + i * ld,
-                              mask_in ? mask_in + i * ld : NULL, act, hidden_in, ld);
-            }
+            for (int r = 0; r < nr; r++)
+                scale_row(delta_in + ((int64_t)i0 + r) * ld, g, (int64_t)i0 + r, ld);
         }
         return;
     }
@@ -1093,9 +1130,8 @@ void cpu_layer_backward_delta(const st_layer *L, const float *delta_out, const f
     for (int32_t C = 0; C < L->nbc; C++) {
         backward_block_col(L, delta_out, delta_in, ld, C, fn, rb);
         for (int c = 0; c < bi; c++) {
-            int64_t i = (int64_t)C * bi + c;
-            scale_by_grad(delta_in + i * ld, z_in + i * ld, mask_in ? mask_in + i * ld : NULL,
-                          act, hidden_in, ld);
+            const int64_t i = (int64_t)C * bi + c;
+            scale_row(delta_in + i * ld, g, i, ld);
         }
     }
 }
@@ -1261,7 +1297,7 @@ static void dropout_row(const cpu_dropout_spec *dp, int hidden, int64_t o, float
 {
     enum { NG = 16 };
     const uint32_t thresh = (uint32_t)lrintf(dp->rate * 65536.0f);
-    const float keep = 1.0f / (1.0f - dp->rate);
+    const float keep = cpu_dropout_keep(dp->rate);
     const int col0 = dp->col0, B = dp->B;
     const int gfirst = col0 / 8, skip = col0 % 8;
     const int glast = (col0 + (B > 0 ? B : 1) - 1) / 8; /* groups gfirst .. glast */
@@ -1293,6 +1329,8 @@ static void dropout_row(const cpu_dropout_spec *dp, int hidden, int64_t o, float
     for (int b = B; b < ld; b++)
         m[b] = 0.0f;
 }
+
+float cpu_dropout_keep(float rate) { return 1.0f / (1.0f - rate); }
 
 void cpu_dropout_mask_at(uint64_t seed, int hidden, int epoch, int batch_index, float rate,
                          float *mask, int64_t n, int col0, int B, int ld)
