@@ -1403,7 +1403,8 @@ static int blk_compare(const st_layer *L, int ld, const blk_out *x, const blk_ou
  * two generic shapes, on odd grid sizes with an empty block row, at
  * ld 40 (B 35) and ld 136 (B 131: every tile width and its tails): the bits
  * must agree. Also the fused step against cpu_layer_grad + cpu_layer_update
- * (identical bits), and 1 against 3 threads on the blocked path. */
+ * (identical bits), 1 against 3 threads on the blocked path, and the
+ * blocked path with its gather prefetch forced on (as for wide layers). */
 static void test_block_kernels_vs_generic(void)
 {
     static const int lds[2] = {40, 136}, Bs[2] = {35, 131};
@@ -1431,11 +1432,14 @@ static void test_block_kernels_vs_generic(void)
             }
             for (int e = 0; e < O * ld; e++)
                 d[e] = (e % ld) < B ? trng_unif(-1, 1) : 0.0f;
-            blk_out fast, gen, fast3;
+            blk_out fast, gen, fast3, fastpf;
 #ifdef _OPENMP
             omp_set_num_threads(1);
 #endif
             blk_run(&L, x, d, zin, B, ld, &fast);
+            cpu_ops_force_prefetch(1); /* the prefetching kernels (wide layers) */
+            blk_run(&L, x, d, zin, B, ld, &fastpf);
+            cpu_ops_force_prefetch(-1);
             cpu_ops_force_generic(1);
             blk_run(&L, x, d, zin, B, ld, &gen);
             cpu_ops_force_generic(0);
@@ -1448,6 +1452,7 @@ static void test_block_kernels_vs_generic(void)
 #endif
             int bad = blk_compare(&L, ld, &fast, &gen, "blocked vs generic", label);
             bad += blk_compare(&L, ld, &fast, &fast3, "1 vs 3 threads", label);
+            bad += blk_compare(&L, ld, &fast, &fastpf, "with prefetch", label);
             const int64_t nnz = layer_nnz(&L);
             const int64_t n4[4] = {nnz, nnz, O, O};
             for (int k = 0; k < 4; k++)
@@ -1466,6 +1471,7 @@ static void test_block_kernels_vs_generic(void)
             blk_free(&fast);
             blk_free(&gen);
             blk_free(&fast3);
+            blk_free(&fastpf);
             free(x);
             free(zin);
             free(d);

@@ -22,6 +22,7 @@
 #include "cpu/cpu_ops.h"
 
 #include <math.h>
+#include <unistd.h>
 #ifdef __x86_64__
 #include <immintrin.h>
 #endif
@@ -246,7 +247,21 @@ static void dense_block4_from(float *out, const float *init, int64_t r0, int nr,
  * is what makes a motif block cheaper per connection than m^2 single
  * connections. A tail of 8 columns (ld is a multiple of 8) takes one 256-bit
  * tile. */
-#define ST_BLK_TILE_W(NAME, INNER, RB, WR, WC, WI, T, VT, VW, LD, ST, SPLAT, FMA)           \
+/* Software prefetch of gathered rows (pf set: the gathered matrix is larger
+ * than the core's L2, see gather_prefetch): 8 entries ahead, the distance
+ * that measured best at 1M neurons (the forward 1.07 -> 0.84 s, the
+ * backward 1.25 -> 1.03 s for a 1M x 1M layer at m = 1, one thread, Zen),
+ * where each gathered row comes from memory. */
+#define ST_PF_AHEAD 8
+static inline void st_prefetch(const char *p)
+{
+#ifdef __SSE__
+    _mm_prefetch(p, _MM_HINT_T0);
+#else
+    __builtin_prefetch(p);
+#endif
+}
+#define ST_BLK_TILE_W(NAME, INNER, RB, WR, WC, WI, T, PF, VT, VW, LD, ST, SPLAT, FMA)       \
     static inline void NAME(float *restrict out, int ld, int b0, const float *init,       \
                             const float *restrict wts, const int32_t *restrict wi,         \
                             int64_t bs, int64_t woff, const float *restrict rows,          \
@@ -262,6 +277,13 @@ static void dense_block4_from(float *out, const float *init, int64_t r0, int nr,
         for (int64_t k = k0; k < k1; k++) {                                                \
             const float *wk = wts + (WI ? (int64_t)wi[k] : k) * bs + woff;                 \
             const float *x = rows + (int64_t)ri[k] * rstride + b0;                         \
+            if (PF) { /* the tile's part of the entry ST_PF_AHEAD on, into L1 */           \
+                const int64_t kp = k + ST_PF_AHEAD < k1 ? k + ST_PF_AHEAD : k1 - 1;        \
+                const char *px = (const char *)(rows + (int64_t)ri[kp] * rstride + b0);    \
+                for (int c = 0; c < INNER; c++)                                            \
+                    for (int v = 0; v < T * VW; v += 16)                                   \
+                        st_prefetch(px + 4 * ((int64_t)c * ld + v));                       \
+            }                                                                              \
             for (int c = 0; c < INNER; c++, x += ld) {                                     \
                 VT xv[T];                                                                  \
                 for (int v = 0; v < T; v++)                                                \
@@ -277,11 +299,11 @@ static void dense_block4_from(float *out, const float *init, int64_t r0, int nr,
             for (int v = 0; v < T; v++)                                                    \
                 ST(out + (int64_t)r * ld + b0 + VW * v, acc[r][v]);                        \
     }
-#define ST_BLK_TILE(NAME, INNER, RB, WR, WC, WI, T)                                        \
-    ST_BLK_TILE_W(NAME, INNER, RB, WR, WC, WI, T, v8, 8, ld8, st8, splat8, fma8)
+#define ST_BLK_TILE(NAME, INNER, RB, WR, WC, WI, T, PF)                                    \
+    ST_BLK_TILE_W(NAME, INNER, RB, WR, WC, WI, T, PF, v8, 8, ld8, st8, splat8, fma8)
 
 #define ST_BLK_CALL(F) F(out, ld, b0, init, wts, wi, bs, woff, rows, ri, rstride, k0, k1)
-/* The tile of NV vectors: P1 .. P8 (P is NAME_t or NAME_z). */
+/* The tile of NV vectors: P1 .. P8 (P is NAME_t or NAME_z, NAME_p_t or NAME_p_z). */
 #define ST_BLK_SWITCH(P, NV)                                                               \
     switch (NV) {                                                                          \
     case 8: ST_BLK_CALL(P##8); break;                                                      \
@@ -308,33 +330,44 @@ static inline v16 fma16(v16 a, v16 b, v16 acc)
 /* 512-bit tiles: 8 vectors (128 columns) for RB 1 and 2, 4 for RB 4, so
  * accumulators and loaded vectors fit the 32 registers. */
 #define ST_TMAX16(RB) ((RB) <= 2 ? 8 : 4)
-#define ST_BLK_TILE16(NAME, INNER, RB, WR, WC, WI, T)                                      \
-    ST_BLK_TILE_W(NAME, INNER, RB, WR, WC, WI, T, v16, 16, ld16, st16, splat16, fma16)
+#define ST_BLK_TILE16(NAME, INNER, RB, WR, WC, WI, T, PF)                                  \
+    ST_BLK_TILE_W(NAME, INNER, RB, WR, WC, WI, T, PF, v16, 16, ld16, st16, splat16, fma16)
 /* All of ld for one group: 512-bit tiles of up to ST_TMAX16(RB) vectors,
  * then the 8-column tail. */
-#define ST_BLK_ROWS(NAME, INNER, RB, WR, WC, WI)                                           \
-    ST_BLK_TILE(NAME##_t1, INNER, RB, WR, WC, WI, 1)                                       \
-    ST_BLK_TILE16(NAME##_z1, INNER, RB, WR, WC, WI, 1)                                     \
-    ST_BLK_TILE16(NAME##_z2, INNER, RB, WR, WC, WI, 2)                                     \
-    ST_BLK_TILE16(NAME##_z3, INNER, RB, WR, WC, WI, 3)                                     \
-    ST_BLK_TILE16(NAME##_z4, INNER, RB, WR, WC, WI, 4)                                     \
-    ST_BLK_TILE16(NAME##_z5, INNER, RB, WR, WC, WI, 5)                                     \
-    ST_BLK_TILE16(NAME##_z6, INNER, RB, WR, WC, WI, 6)                                     \
-    ST_BLK_TILE16(NAME##_z7, INNER, RB, WR, WC, WI, 7)                                     \
-    ST_BLK_TILE16(NAME##_z8, INNER, RB, WR, WC, WI, 8)                                     \
-    static void NAME(float *restrict out, int ld, const float *init, const float *wts,     \
-                     const int32_t *wi, int64_t bs, int64_t woff, const float *rows,       \
-                     const int32_t *ri, int64_t rstride, int64_t k0, int64_t k1)           \
-    {                                                                                      \
-        const int tmax = ST_TMAX16(RB);                                                    \
+#define ST_BLK_TILES(NAME, INNER, RB, WR, WC, WI, PF)                                      \
+    ST_BLK_TILE(NAME##t1, INNER, RB, WR, WC, WI, 1, PF)                                    \
+    ST_BLK_TILE16(NAME##z1, INNER, RB, WR, WC, WI, 1, PF)                                  \
+    ST_BLK_TILE16(NAME##z2, INNER, RB, WR, WC, WI, 2, PF)                                  \
+    ST_BLK_TILE16(NAME##z3, INNER, RB, WR, WC, WI, 3, PF)                                  \
+    ST_BLK_TILE16(NAME##z4, INNER, RB, WR, WC, WI, 4, PF)                                  \
+    ST_BLK_TILE16(NAME##z5, INNER, RB, WR, WC, WI, 5, PF)                                  \
+    ST_BLK_TILE16(NAME##z6, INNER, RB, WR, WC, WI, 6, PF)                                  \
+    ST_BLK_TILE16(NAME##z7, INNER, RB, WR, WC, WI, 7, PF)                                  \
+    ST_BLK_TILE16(NAME##z8, INNER, RB, WR, WC, WI, 8, PF)
+#define ST_BLK_PASSES(P)                                                                   \
+    do {                                                                                   \
         int b0 = 0;                                                                        \
         while (ld - b0 >= 16) {                                                            \
             const int nv = (ld - b0) / 16 < tmax ? (ld - b0) / 16 : tmax;                  \
-            ST_BLK_SWITCH(NAME##_z, nv);                                                   \
+            ST_BLK_SWITCH(P##z, nv);                                                       \
             b0 += 16 * nv;                                                                 \
         }                                                                                  \
         if (b0 < ld)                                                                       \
-            ST_BLK_CALL(NAME##_t1);                                                        \
+            ST_BLK_CALL(P##t1);                                                            \
+    } while (0)
+/* Two sets of tiles, without and with the prefetch (NAME_p_...). */
+#define ST_BLK_ROWS(NAME, INNER, RB, WR, WC, WI)                                           \
+    ST_BLK_TILES(NAME##_, INNER, RB, WR, WC, WI, 0)                                        \
+    ST_BLK_TILES(NAME##_p_, INNER, RB, WR, WC, WI, 1)                                      \
+    static void NAME(float *restrict out, int ld, const float *init, const float *wts,     \
+                     const int32_t *wi, int64_t bs, int64_t woff, const float *rows,       \
+                     const int32_t *ri, int64_t rstride, int64_t k0, int64_t k1, int pf)   \
+    {                                                                                      \
+        const int tmax = ST_TMAX16(RB);                                                    \
+        if (pf)                                                                            \
+            ST_BLK_PASSES(NAME##_p_);                                                      \
+        else                                                                               \
+            ST_BLK_PASSES(NAME##_);                                                        \
     }
 #else
 #define ST_WIDE 0
@@ -342,24 +375,34 @@ static inline v16 fma16(v16 a, v16 b, v16 acc)
 /* All of ld for one group: tiles of TMAX = 8 / RB vectors, and one tile of
  * the rest (a tail of a single vector would leave one accumulator chain
  * waiting on FMA latency). */
+#define ST_BLK_TILES(NAME, INNER, RB, WR, WC, WI, PF)                                      \
+    ST_BLK_TILE(NAME##t1, INNER, RB, WR, WC, WI, 1, PF)                                    \
+    ST_BLK_TILE(NAME##t2, INNER, RB, WR, WC, WI, 2, PF)                                    \
+    ST_BLK_TILE(NAME##t3, INNER, RB, WR, WC, WI, 3, PF)                                    \
+    ST_BLK_TILE(NAME##t4, INNER, RB, WR, WC, WI, 4, PF)                                    \
+    ST_BLK_TILE(NAME##t5, INNER, RB, WR, WC, WI, 5, PF)                                    \
+    ST_BLK_TILE(NAME##t6, INNER, RB, WR, WC, WI, 6, PF)                                    \
+    ST_BLK_TILE(NAME##t7, INNER, RB, WR, WC, WI, 7, PF)                                    \
+    ST_BLK_TILE(NAME##t8, INNER, RB, WR, WC, WI, 8, PF)
+#define ST_BLK_PASSES(P)                                                                   \
+    for (int b0 = 0; b0 < ld;) {                                                           \
+        const int nv = (ld - b0) / 8 < tmax ? (ld - b0) / 8 : tmax;                        \
+        ST_BLK_SWITCH(P##t, nv);                                                           \
+        b0 += 8 * nv;                                                                      \
+    }
+/* Two sets of tiles, without and with the prefetch (NAME_p_...). */
 #define ST_BLK_ROWS(NAME, INNER, RB, WR, WC, WI)                                           \
-    ST_BLK_TILE(NAME##_t1, INNER, RB, WR, WC, WI, 1)                                       \
-    ST_BLK_TILE(NAME##_t2, INNER, RB, WR, WC, WI, 2)                                       \
-    ST_BLK_TILE(NAME##_t3, INNER, RB, WR, WC, WI, 3)                                       \
-    ST_BLK_TILE(NAME##_t4, INNER, RB, WR, WC, WI, 4)                                       \
-    ST_BLK_TILE(NAME##_t5, INNER, RB, WR, WC, WI, 5)                                       \
-    ST_BLK_TILE(NAME##_t6, INNER, RB, WR, WC, WI, 6)                                       \
-    ST_BLK_TILE(NAME##_t7, INNER, RB, WR, WC, WI, 7)                                       \
-    ST_BLK_TILE(NAME##_t8, INNER, RB, WR, WC, WI, 8)                                       \
+    ST_BLK_TILES(NAME##_, INNER, RB, WR, WC, WI, 0)                                        \
+    ST_BLK_TILES(NAME##_p_, INNER, RB, WR, WC, WI, 1)                                      \
     static void NAME(float *restrict out, int ld, const float *init, const float *wts,     \
                      const int32_t *wi, int64_t bs, int64_t woff, const float *rows,       \
-                     const int32_t *ri, int64_t rstride, int64_t k0, int64_t k1)           \
+                     const int32_t *ri, int64_t rstride, int64_t k0, int64_t k1, int pf)   \
     {                                                                                      \
         const int tmax = ST_ACC / RB < 8 ? ST_ACC / RB : 8;                                \
-        for (int b0 = 0; b0 < ld;) {                                                       \
-            const int nv = (ld - b0) / 8 < tmax ? (ld - b0) / 8 : tmax;                    \
-            ST_BLK_SWITCH(NAME##_t, nv);                                                   \
-            b0 += 8 * nv;                                                                  \
+        if (pf) {                                                                          \
+            ST_BLK_PASSES(NAME##_p_);                                                      \
+        } else {                                                                           \
+            ST_BLK_PASSES(NAME##_);                                                        \
         }                                                                                  \
     }
 #endif
@@ -533,6 +576,8 @@ ST_BLK_ROWS(bw_2x1, 1, 2, 1, 2, 1)
 ST_BLK_ROWS(bw_4x1, 1, 4, 1, 4, 1)
 ST_BLK_ROWS(bw_8x1, 1, 4, 1, 8, 1)
 #undef ST_BLK_ROWS
+#undef ST_BLK_TILES
+#undef ST_BLK_PASSES
 #undef ST_BLK_TILE
 #undef ST_BLK_TILE16
 #undef ST_BLK_TILE_W
@@ -541,7 +586,7 @@ ST_BLK_ROWS(bw_8x1, 1, 4, 1, 8, 1)
 
 typedef void (*blk_rows_fn)(float *restrict, int, const float *, const float *, const int32_t *,
                             int64_t, int64_t, const float *, const int32_t *, int64_t, int64_t,
-                            int64_t);
+                            int64_t, int);
 
 static int st_generic_only; /* tests: 1 runs every shape on the generic path */
 
@@ -730,7 +775,7 @@ static inline float row_sum(const float *restrict d, int ld)
 
 /* Weight gradients of block row R (and their update, with a fused sink). */
 static void sddmm_block_row(const st_layer *L, const float *a_in, const float *delta_out,
-                            int ld, int32_t R, const grad_sink *s)
+                            int ld, int32_t R, const grad_sink *s, int pf)
 {
     const int bi = L->bi, bo = L->bo, bs = bi * bo;
     const float *d = delta_out + (int64_t)R * bo * ld;
@@ -745,8 +790,16 @@ static void sddmm_block_row(const st_layer *L, const float *a_in, const float *d
     } while (0)
     if (!st_generic_only) {
         if (bi == 1 && bo == 1) {
-            for (; k + 8 <= k1; k += 8)
+            for (; k + 8 <= k1; k += 8) {
+                if (pf) /* the next tile's rows (see gather_prefetch) */
+                    for (int n = 8; n < 16; n++) {
+                        const char *p =
+                            (const char *)(a_in + (int64_t)col[k + n < k1 ? k + n : k1 - 1] * ld);
+                        for (int b = 0; b < ld; b += 16)
+                            st_prefetch(p + 4 * b);
+                    }
                 ST_TILE(sd_n8_1x1, 8, 1, 1, 0, 0);
+            }
             if (k < k1) { /* the tail: 8 lanes, the missing ones repeat the last */
                 int32_t cl[8];
                 for (int j = 0; j < 8; j++)
@@ -829,7 +882,7 @@ static void sddmm_block_row(const st_layer *L, const float *a_in, const float *d
 
 /* z rows of block row R: bias + W^T a (one group of RB outputs at a time). */
 static void forward_block_row(const st_layer *L, const float *a, float *z, int ld, int32_t R,
-                              blk_rows_fn fn, int rb)
+                              blk_rows_fn fn, int rb, int pf)
 {
     const int bi = L->bi, bo = L->bo, bs = bi * bo;
     const int64_t k0 = L->row_ptr[R], k1 = L->row_ptr[R + 1];
@@ -837,7 +890,7 @@ static void forward_block_row(const st_layer *L, const float *a, float *z, int l
         for (int r0 = 0; r0 < bo; r0 += rb) {
             const int64_t o = (int64_t)R * bo + r0;
             fn(z + o * ld, ld, L->bias + o, L->w, NULL, bs, (int64_t)r0 * bi, a, L->col_idx,
-               (int64_t)bi * ld, k0, k1);
+               (int64_t)bi * ld, k0, k1, pf);
         }
         return;
     }
@@ -851,7 +904,7 @@ static void forward_block_row(const st_layer *L, const float *a, float *z, int l
 
 /* delta_in rows of block column C = W delta_out (before f'). */
 static void backward_block_col(const st_layer *L, const float *delta_out, float *delta_in,
-                               int ld, int32_t C, blk_rows_fn fn, int rb)
+                               int ld, int32_t C, blk_rows_fn fn, int rb, int pf)
 {
     const int bi = L->bi, bo = L->bo, bs = bi * bo;
     const int64_t j0 = L->t_ptr[C], j1 = L->t_ptr[C + 1];
@@ -859,7 +912,7 @@ static void backward_block_col(const st_layer *L, const float *delta_out, float 
         for (int c0 = 0; c0 < bi; c0 += rb) {
             const int64_t i = (int64_t)C * bi + c0;
             fn(delta_in + i * ld, ld, NULL, L->w, L->t_blk, bs, c0, delta_out, L->t_row,
-               (int64_t)bo * ld, j0, j1);
+               (int64_t)bo * ld, j0, j1, pf);
         }
         return;
     }
@@ -871,6 +924,40 @@ static void backward_block_col(const st_layer *L, const float *delta_out, float 
                          bo, bi};
         gather_axpy(delta_in + i * ld, 0.0f, &g, ld);
     }
+}
+
+/* Whether a sparse layer's kernels prefetch the rows they gather (n rows of
+ * ld floats): when the gathered matrix is larger than the core's cache of
+ * that level (2: L2, 3: L3), so it comes from further out. Measured on a Zen
+ * core (1 MiB L2, 32 MiB L3), one thread, batch 128: at 3000 neurons (1.5 MB:
+ * over L2, in L3) m = 1's forward and backward took 5% less with
+ * prefetching, m = 4's 12% more (a block's rows are contiguous and the
+ * hardware prefetcher follows them) and m = 1's SDDMM 10% more; at 1M
+ * neurons (in memory) m = 1's forward, backward and SDDMM took 21%, 16%
+ * and 15% less, m = 4's forward and backward 11% and 10% less. So forward
+ * and backward prefetch for m = 1 beyond L2 and for blocks beyond L3, the
+ * SDDMM (m = 1's eight-entry tiles) beyond L3. Where the matrix fits L2,
+ * prefetching measured 0-8% slower (a Xeon with 2 MiB of L2 at 3000
+ * neurons). */
+static int st_prefetch_mode = -1; /* tests: 0 never, 1 always */
+
+void cpu_ops_force_prefetch(int mode) { st_prefetch_mode = mode; }
+
+static int gather_prefetch(int64_t n, int ld, int level)
+{
+    if (st_prefetch_mode >= 0)
+        return st_prefetch_mode;
+    static long l2 = -1, l3 = -1;
+    if (l2 < 0) {
+        long v2 = 0, v3 = 0;
+#ifdef _SC_LEVEL2_CACHE_SIZE
+        v2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+        v3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+#endif
+        l3 = v3 > 0 ? v3 : 32L << 20;
+        l2 = v2 > 0 ? v2 : 1L << 20;
+    }
+    return n * ld * (int64_t)sizeof(float) > (level == 2 ? l2 : l3);
 }
 
 /* Chunk of a dynamic schedule over n rows: about 64 chunks a region, so a
@@ -946,10 +1033,10 @@ void cpu_layer_forward_act(const st_layer *L, const float *a, float *z, float *a
     }
     int rb = 1;
     blk_rows_fn fn = blk_kernel(L->bi, L->bo, 0, ld, &rb);
-    const int ch = dyn_chunk(L->nbr);
+    const int ch = dyn_chunk(L->nbr), pf = gather_prefetch(L->n_in, ld, L->bi == 1 ? 2 : 3);
 #pragma omp parallel for schedule(dynamic, ch)
     for (int32_t R = 0; R < L->nbr; R++) {
-        forward_block_row(L, a, z, ld, R, fn, rb);
+        forward_block_row(L, a, z, ld, R, fn, rb, pf);
         finish_rows((int64_t)R * L->bo, (int64_t)(R + 1) * L->bo, z, a_out, act, hidden, dp,
                     mask, ld);
     }
@@ -1126,9 +1213,10 @@ static void backward_delta(const st_layer *L, const float *delta_out, const grad
     int rb = 1;
     blk_rows_fn fn = blk_kernel(L->bi, L->bo, 1, ld, &rb);
     const int bi = L->bi, ch = dyn_chunk(L->nbc);
+    const int pf = gather_prefetch(L->n_out, ld, L->bo == 1 ? 2 : 3);
 #pragma omp parallel for schedule(dynamic, ch)
     for (int32_t C = 0; C < L->nbc; C++) {
-        backward_block_col(L, delta_out, delta_in, ld, C, fn, rb);
+        backward_block_col(L, delta_out, delta_in, ld, C, fn, rb, pf);
         for (int c = 0; c < bi; c++) {
             const int64_t i = (int64_t)C * bi + c;
             scale_row(delta_in + i * ld, g, i, ld);
@@ -1171,7 +1259,7 @@ static void dense_grad(const st_layer *L, const float *a_in, const float *delta_
 static void sparse_grad(const st_layer *L, const float *a_in, const float *delta_out, int ld,
                         const grad_sink *s, float *gb)
 {
-    const int bo = L->bo, ch = dyn_chunk(L->nbr);
+    const int bo = L->bo, ch = dyn_chunk(L->nbr), pf = gather_prefetch(L->n_in, ld, 3);
     float *vb = L->vbias, *bias = L->bias;
 #pragma omp parallel for schedule(dynamic, ch)
     for (int32_t R = 0; R < L->nbr; R++) {
@@ -1183,7 +1271,7 @@ static void sparse_grad(const st_layer *L, const float *a_in, const float *delta
             else
                 momentum_step(bias + o, vb + o, g, s->lr, s->mu, 0.0f);
         }
-        sddmm_block_row(L, a_in, delta_out, ld, R, s);
+        sddmm_block_row(L, a_in, delta_out, ld, R, s, pf);
     }
 }
 
