@@ -176,7 +176,11 @@ fi
 
 # --- the table ---------------------------------------------------------------
 names=$(for n in $NETS; do netname "$n"; done | tr '\n' ' ')
-awk -F, -v cpu="$cpu" -v isa="$isa" -v commit="$commit" -v motifs="$MOTIFS" -v nets="$names" '
+torch_on=
+if has torch && [ "${NO_TORCH:-0}" != 1 ]; then torch_on=torch; fi
+awk -F, -v cpu="$cpu" -v isa="$isa" -v commit="$commit" -v motifs="$MOTIFS" -v nets="$names" \
+    -v secs="$(echo " $SECTIONS " | sed 's/ torch / /') $torch_on" '
+    function has(sec) { return index(" " secs " ", " " sec " ") > 0 } # sections that ran
     /^#/ || $1 == "section" { next }
     { key = $1 SUBSEP $2 SUBSEP $3 SUBSEP $4 SUBSEP $5 SUBSEP $8; v[key] = $7
       if ($1 == "kernel") conn[$2 SUBSEP $3] = $6
@@ -184,14 +188,17 @@ awk -F, -v cpu="$cpu" -v isa="$isa" -v commit="$commit" -v motifs="$MOTIFS" -v n
       if ($9 > lmax[$1]) lmax[$1] = $9 }
     END {
         nm = split(motifs, M, " "); nn = split(nets, N, " ")
-        printf "CPU: %s (%s), commit %s\n\n", cpu, isa, commit
-        printf "1. One thread, process CPU time (tests/bench_cpu.c; load average %s-%s)\n", lmin["kernel"], lmax["kernel"]
+        printf "CPU: %s (%s), commit %s\n", cpu, isa, commit
+        if (has("kernel")) {
+        printf "\n1. One thread, process CPU time (tests/bench_cpu.c; load average %s-%s)\n", lmin["kernel"], lmax["kernel"]
         printf "%-20s %5s %8s %9s %7s %8s %8s %8s %7s %6s\n", "network", "motif", "conn", "train s/ep", "x m=1", "evolve s", "eval s/ep", "GFMA/s", "peak", "of peak"
         for (i = 1; i <= nn; i++) for (j = 1; j <= nm; j++) {
             k = "kernel" SUBSEP N[i] SUBSEP M[j] SUBSEP 1 SUBSEP "no" SUBSEP
             t = v[k "train_epoch"]; t1 = v["kernel" SUBSEP N[i] SUBSEP 1 SUBSEP 1 SUBSEP "no" SUBSEP "train_epoch"]
             printf "%-20s %5s %8d %9.3f %7.2f %8.4f %8.3f %8.1f %7.1f %5.0f%%\n", N[i], M[j], conn[N[i] SUBSEP M[j]], t, t / t1, v[k "evolve"], v[k "eval_epoch"], 3 * conn[N[i] SUBSEP M[j]] * 60000 / t / 1e9, v[k "peak_gfma_s"], 100 * v[k "peak_fraction"]
         }
+        }
+        if (has("e2e")) {
         printf "\n2. settrain, wall clock, s of training per epoch (load average %s-%s)\n", lmin["e2e"], lmax["e2e"]
         printf "%-20s %5s %9s %9s %7s %11s %11s %7s\n", "network", "motif", "quiet 1t", "quiet 2t", "2t/1t", "busy 1t", "busy 2t", "2t/1t"
         for (i = 1; i <= nn; i++) for (j = 1; j <= nm; j++) {
@@ -200,6 +207,8 @@ awk -F, -v cpu="$cpu" -v isa="$isa" -v commit="$commit" -v motifs="$MOTIFS" -v n
             c1 = v[b 1 SUBSEP "yes" SUBSEP "train_epoch"]; c2 = v[b 2 SUBSEP "yes" SUBSEP "train_epoch"]
             printf "%-20s %5s %9.3f %9.3f %7.2f %11.3f %11.3f %7.2f\n", N[i], M[j], q1, q2, q2 / q1, c1, c2, c2 / c1
         }
+        }
+        if (has("torch") && has("kernel")) {
         printf "\n3. PyTorch %s, one thread, s of training per epoch, against settrain m = 1 (section 1)\n", "(torch.sparse CSR; dense x mask)"
         printf "%-20s %10s %10s %10s %9s %9s\n", "network", "settrain", "torch CSR", "masked", "vs CSR", "vs masked"
         for (i = 1; i <= nn; i++) {
@@ -208,6 +217,8 @@ awk -F, -v cpu="$cpu" -v isa="$isa" -v commit="$commit" -v motifs="$MOTIFS" -v n
             d = v["torch" SUBSEP N[i] SUBSEP 1 SUBSEP 1 SUBSEP "no" SUBSEP "train_epoch_masked"]
             if (c != "") printf "%-20s %10.3f %10.3f %10.3f %8.1fx %8.1fx\n", N[i], s, c, d, c / s, d / s
         }
+        }
+        if (has("ref")) {
         printf "\n4. Reference SET code (measured beside settrain on this machine, one thread) vs settrain, one thread, CPU time\n"
         a = v["ref" SUBSEP "A" SUBSEP 1 SUBSEP 1 SUBSEP "no" SUBSEP "train_epoch"]
         aw = v["ref" SUBSEP "A" SUBSEP 1 SUBSEP 1 SUBSEP "no" SUBSEP "train_epoch_wall"]
@@ -215,6 +226,8 @@ awk -F, -v cpu="$cpu" -v isa="$isa" -v commit="$commit" -v motifs="$MOTIFS" -v n
         printf "A 784-1000-1000-1000-10 eps 13 batch 40, 2000 samples: settrain %.4f s, reference 0.70-0.93 s: %.0f-%.0fx\n", a, 0.70 / a, 0.93 / a
         printf "B 784-3000-3000-3000-10 eps 13 batch 40, 60000 samples: settrain %.3f s, reference 63-94 s: %.0f-%.0fx\n", bb, 63 / bb, 94 / bb
         printf "(A with settrain train --threads 1, wall clock, load average %s: %.4f s)\n", lmax["ref"], aw
+        }
+        if (has("threads")) {
         printf "\n5. Beside one busy process, m = 1, wall clock, s of training per epoch, runs in turn (load average %s-%s)\n", lmin["threads"], lmax["threads"]
         printf "%-20s %4s %9s %9s %12s %7s %12s\n", "network", "rep", "1 thread", "2 threads", "2, choice off", "2t/1t", "off/1t"
         for (i = 1; i <= nn; i++) for (r = 1; r <= 20; r++) {
@@ -222,6 +235,7 @@ awk -F, -v cpu="$cpu" -v isa="$isa" -v commit="$commit" -v motifs="$MOTIFS" -v n
             t1 = v[b 1 SUBSEP "yes" r SUBSEP "train_epoch"]; t2 = v[b 2 SUBSEP "yes" r SUBSEP "train_epoch"]
             tf = v[b "2fixed" SUBSEP "yes" r SUBSEP "train_epoch"]
             if (t1 != "") printf "%-20s %4d %9.3f %9.3f %12.3f %7.2f %12.2f\n", N[i], r, t1, t2, tf, t2 / t1, tf / t1
+        }
         }
     }' "$out" | tee "$work/table.txt"
 cp "$work/table.txt" "${out%.csv}.txt"
