@@ -11,8 +11,9 @@
  * compile time (1x1, 2x2, 4x4, 8x8, and m x 1 for the output layer): a tile
  * of vector accumulators stays in registers across a row's index list, each
  * weight is broadcast once a tile; where the build has AVX-512, 512-bit
- * tiles hold a square block's m rows together so each gathered input vector
- * feeds m FMAs. The SDDMM sums whole blocks at once (one
+ * tiles hold 2 or 4 of a square block's rows together so each gathered input
+ * vector feeds that many FMAs. Where a layer's gathered matrix is larger than
+ * the cache, the kernels prefetch the rows they will gather. The SDDMM sums whole blocks at once (one
  * transposing reduction for 8 sums) and, fused, applies the momentum step
  * to each weight as soon as its gradient is summed. Other shapes take a
  * generic path with the same summation order and explicit FMAs, so both
@@ -243,15 +244,15 @@ static void dense_block4_from(float *out, const float *init, int64_t r0, int nr,
  * AVX2 core grouping a block's rows measured slower (the reuse of each input
  * vector did not pay for the register pressure). 512-bit (AVX-512, 32
  * registers): 16 columns a vector, and square blocks group their rows (RB =
- * m, at most 4) so one load of a gathered input vector feeds m FMAs: that
- * is what makes a motif block cheaper per connection than m^2 single
- * connections. A tail of 8 columns (ld is a multiple of 8) takes one 256-bit
+ * m, at most 4; 2 where ld is wider than 64, see ST_RB2W) so one load of a
+ * gathered input vector feeds RB FMAs: that is what makes a motif block
+ * cheaper per connection than m^2 single connections. A tail of 8 columns (ld is a multiple of 8) takes one 256-bit
  * tile. */
 /* Software prefetch of gathered rows (pf set: the gathered matrix is larger
- * than the core's L2, see gather_prefetch): 8 entries ahead, the distance
- * that measured best at 1M neurons (the forward 1.07 -> 0.84 s, the
- * backward 1.25 -> 1.03 s for a 1M x 1M layer at m = 1, one thread, Zen),
- * where each gathered row comes from memory. */
+ * than the cache that would hold it, see gather_prefetch): 8 entries ahead,
+ * the distance that measured best at 1M neurons (the forward 1.07 -> 0.84 s,
+ * the backward 1.25 -> 1.03 s for a 1M x 1M layer at m = 1, one thread,
+ * Zen), where each gathered row comes from memory. */
 #define ST_PF_AHEAD 8
 static inline void st_prefetch(const char *p)
 {
