@@ -124,8 +124,9 @@ void cpu_dropout_mask_at(uint64_t seed, int hidden, int epoch, int batch_index, 
  * m x 1; both give bit-identical results. Not for use while kernels run. */
 void cpu_ops_force_generic(int on);
 /* Tests: whether the sparse kernels prefetch gathered rows: -1 (the
- * default) when the gathered matrix is larger than L2, 0 never, 1 always.
- * A hint only: the results are the same bits. */
+ * default) where the gathered matrix is larger than the cache that would
+ * hold it (cpu_ops.c, gather_prefetch), 0 never, 1 always. A hint only: the
+ * results are the same bits. */
 void cpu_ops_force_prefetch(int mode);
 
 /* Flush denormal floats to zero (x86: MXCSR FTZ and DAZ) in the calling
