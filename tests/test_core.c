@@ -28,6 +28,7 @@
 #include "util/common.h"
 #include "train/config.h"
 #include "cpu/cpu_ops.h"
+#include "cpu/thread_adapt.h"
 #include "harness.h"
 #include "test_rng.h"
 #include "model/model.h"
@@ -1653,6 +1654,45 @@ static void test_backward_relu_from_activation(void)
 #endif
 }
 
+/* Exercises the CPU backend's choice of its thread count (st_thread_adapt)
+ * with made-up batch times: it picks two threads when they are faster; it
+ * leaves them when a competing process makes one batch in four wait a time
+ * slice (the case two slow batches in a row never catch: 2.2-2.4x the one-
+ * thread time was measured so); it keeps them while they stay fast; and it
+ * never leaves tmax when the choice is switched off. */
+static void test_thread_adapt(void)
+{
+    st_thread_adapt a;
+    st_thread_adapt_init(&a, 2, 1);
+    ST_EXPECT(a.cur == 1, "the first batches are not timed on one thread (%d)", a.cur);
+    int cur = a.cur, b = 0;
+    for (; b < 3; b++) /* one thread: 1.0 s a batch */
+        cur = st_thread_adapt_next(&a, 1, 1.0);
+    ST_EXPECT(cur == 2, "after the one-thread probe the next batches are not on 2 (%d)", cur);
+    for (; b < 6; b++) /* two threads: 0.6 s */
+        cur = st_thread_adapt_next(&a, 1, 0.6);
+    ST_EXPECT(cur == 2, "two faster threads were not chosen (%d)", cur);
+    /* two threads stay fast: kept (the period is 48 batches: all of this is inside it) */
+    for (int k = 0; k < 20; k++)
+        cur = st_thread_adapt_next(&a, 1, 0.6);
+    ST_EXPECT(cur == 2, "fast two threads were dropped (%d)", cur);
+    /* a competitor: one batch in four waits a time slice (mean 1.45 s, never two in a row) */
+    int left_at = -1;
+    for (int k = 0; k < 16 && left_at < 0; k++) {
+        cur = st_thread_adapt_next(&a, 1, k % 4 == 3 ? 4.0 : 0.6);
+        if (cur == 1 && a.probe == 0) /* chosen, not a probe of one thread */
+            left_at = k;
+    }
+    ST_EXPECT(left_at >= 0, "two threads kept for 16 batches although their mean batch is "
+                            "1.45x one thread's");
+    /* switched off: tmax always */
+    st_thread_adapt_init(&a, 2, 0);
+    int always = a.cur == 2;
+    for (int k = 0; k < 20; k++)
+        always &= st_thread_adapt_next(&a, 1, k % 2 ? 5.0 : 0.1) == 2;
+    ST_EXPECT(always, "SETTRAIN_ADAPT_THREADS=0 did not keep tmax threads");
+}
+
 /* Exercises cpu_dropout_mask_at: a shard's mask (column offset col0, any
  * alignment) equals the whole batch's columns col0 .. col0 + B - 1, with
  * zeros in the shard's padding. */
@@ -2476,6 +2516,7 @@ int main(void)
     ST_RUN(test_block_kernels_vs_generic);
     ST_RUN(test_dense_output_kernels);
     ST_RUN(test_backward_relu_from_activation);
+    ST_RUN(test_thread_adapt);
     ST_RUN(test_dropout_shard_columns);
     ST_RUN(test_backend_hook_matches_fused);
     ST_RUN(test_prune_m1_known);

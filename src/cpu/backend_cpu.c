@@ -18,6 +18,7 @@
 #include "backend.h"
 #include "util/common.h"
 #include "cpu/cpu_ops.h"
+#include "cpu/thread_adapt.h"
 
 typedef struct {
     int ld;
@@ -31,16 +32,7 @@ typedef struct {
     int shard, shards;
     float *grad;                     /* flat gradient buffer, grad_n floats  */
     int64_t grad_n;
-    /* thread count chosen by measurement (adapt_*) */
-    int tmax;                        /* --threads, capped by the affinity mask */
-    int adapt;                       /* 0: always tmax (SETTRAIN_ADAPT_THREADS=0) */
-    int cur;                         /* threads of the coming batches          */
-    int probe;                       /* 0: running `left` batches on cur;      */
-                                     /* 1 / 2: timing tmax / 1 thread          */
-    int left, period, choice, slow;
-    double t1_ref;                   /* one-thread batch seconds, last probe   */
-    double probe_t[2];
-    int probe_n[2];
+    st_thread_adapt ta;              /* thread count chosen by measurement     */
 } cpu_impl;
 
 /* Thread count: with other work on the machine, OpenMP's barriers wait for
@@ -50,81 +42,110 @@ typedef struct {
  * tmax threads (stopping at the first that is clearly slower than one
  * thread), and runs the next period on the faster count. The period grows
  * fourfold up to ADAPT_MAX while the choice holds and restarts at
- * ADAPT_MIN when it changes; two batches in a row on tmax threads slower
- * than 1.5 times the last one-thread time switch to one thread at once. Results do not depend on the thread count, so
+ * ADAPT_MIN when it changes. Within a period on tmax threads, two batches in
+ * a row slower than 1.5 times the last one-thread time, or a mean over
+ * ADAPT_WINDOW batches above 1.2 times it, switch to one thread at once: a
+ * competing process that takes a core for a time slice now and then makes
+ * one batch in a few very slow, which no two-in-a-row rule sees (784-1000-
+ * 1000-10 at m = 8 beside a busy loop: 2.2-2.4x the one-thread time in 3 of
+ * 6 runs before the window). Results do not depend on the thread count, so
  * this changes speed only. SETTRAIN_ADAPT_THREADS=0 keeps tmax throughout. */
 #define ADAPT_PROBE 3
 #define ADAPT_MIN 48
 #define ADAPT_MAX 3072
+#define ADAPT_WINDOW 8
+
+void st_thread_adapt_init(st_thread_adapt *a, int tmax, int adapt)
+{
+    memset(a, 0, sizeof *a);
+    a->tmax = tmax;
+    a->adapt = tmax > 1 && adapt;
+    a->probe = a->adapt ? 1 : 0; /* start by timing one thread */
+    a->cur = a->adapt ? 1 : tmax;
+    a->left = ADAPT_PROBE;
+    a->period = ADAPT_MIN;
+}
 
 static void adapt_init(cpu_impl *c)
 {
-    c->tmax = omp_get_max_threads();
+    int tmax = omp_get_max_threads();
 #ifdef CPU_COUNT
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0 &&
-        CPU_COUNT(&set) < c->tmax)
-        c->tmax = CPU_COUNT(&set);
+        CPU_COUNT(&set) < tmax)
+        tmax = CPU_COUNT(&set);
 #endif
     const char *e = getenv("SETTRAIN_ADAPT_THREADS");
-    c->adapt = c->tmax > 1 && !(e && !strcmp(e, "0"));
-    c->probe = c->adapt ? 1 : 0; /* start by timing one thread */
-    c->cur = c->adapt ? 1 : c->tmax;
-    c->left = ADAPT_PROBE;
-    c->period = ADAPT_MIN;
-    c->choice = 0;
-    omp_set_num_threads(c->tmax);
+    st_thread_adapt_init(&c->ta, tmax, !(e && !strcmp(e, "0")));
+    omp_set_num_threads(tmax);
 }
 
-static void adapt_choose(cpu_impl *c, int best)
+static void adapt_choose(st_thread_adapt *a, int best)
 {
-    if (c->probe_n[0])
-        c->t1_ref = c->probe_t[0] / c->probe_n[0];
-    c->slow = 0;
-    if (best == c->choice)
-        c->period = c->period * 4 < ADAPT_MAX ? c->period * 4 : ADAPT_MAX;
+    if (a->probe_n[0])
+        a->t1_ref = a->probe_t[0] / a->probe_n[0];
+    a->slow = 0;
+    if (best == a->choice)
+        a->period = a->period * 4 < ADAPT_MAX ? a->period * 4 : ADAPT_MAX;
     else
-        c->period = ADAPT_MIN;
-    c->choice = best;
-    c->cur = best;
-    c->probe = 0;
-    c->left = c->period;
-    c->probe_t[0] = c->probe_t[1] = 0;
-    c->probe_n[0] = c->probe_n[1] = 0;
+        a->period = ADAPT_MIN;
+    a->choice = best;
+    a->cur = best;
+    a->probe = 0;
+    a->left = a->period;
+    a->probe_t[0] = a->probe_t[1] = 0;
+    a->probe_n[0] = a->probe_n[1] = 0;
+    a->win_t = 0;
+    a->win_n = 0;
 }
 
-/* After a batch (full: of the configured size) that took dt seconds: move
- * the state on and set the thread count of the next batch. */
+int st_thread_adapt_next(st_thread_adapt *a, int full, double dt)
+{
+    if (!a->adapt)
+        return a->cur;
+    if (a->probe && full) {
+        a->probe_t[a->probe - 1] += dt;
+        a->probe_n[a->probe - 1]++;
+    }
+    const double t1 = a->probe_n[0] ? a->probe_t[0] / a->probe_n[0] : 0;
+    const int on_tmax = !a->probe && a->cur > 1 && full && a->t1_ref > 0;
+    if (on_tmax) {
+        a->win_t += dt;
+        a->win_n++;
+    }
+    if (a->probe == 2 && full && a->probe_n[0] && dt > 1.25 * t1) {
+        adapt_choose(a, 1); /* clearly slower: no more batches on tmax */
+    } else if (on_tmax && (dt > 1.5 * a->t1_ref ? ++a->slow : (a->slow = 0)) >= 2) {
+        adapt_choose(a, 1); /* tmax turned slow within a period (other work started) */
+    } else if (on_tmax && a->win_n >= ADAPT_WINDOW && a->win_t > 1.2 * a->t1_ref * a->win_n) {
+        adapt_choose(a, 1); /* slow on the mean: now and then a batch waits a time slice */
+    } else if (--a->left > 0) {
+        if (a->win_n >= ADAPT_WINDOW)
+            a->win_t = a->win_n = 0;
+    } else if (a->probe == 1) { /* now time tmax threads */
+        a->probe = 2;
+        a->left = ADAPT_PROBE;
+        a->cur = a->tmax;
+    } else if (a->probe == 2) {
+        const double tm = a->probe_n[1] ? a->probe_t[1] / a->probe_n[1] : 0;
+        adapt_choose(a, a->probe_n[0] && a->probe_n[1] && tm < t1 ? a->tmax
+                        : a->probe_n[0] && a->probe_n[1] ? 1 : a->cur);
+    } else { /* period over: probe again */
+        a->probe = 1;
+        a->left = ADAPT_PROBE;
+        a->cur = 1;
+        a->win_t = 0;
+        a->win_n = 0;
+    }
+    return a->cur;
+}
+
+/* After a batch (full: of the configured size) that took dt seconds: the
+ * thread count of the next batch. */
 static void adapt_after_batch(cpu_impl *c, int full, double dt)
 {
-    if (!c->adapt)
-        return;
-    if (c->probe && full) {
-        c->probe_t[c->probe - 1] += dt;
-        c->probe_n[c->probe - 1]++;
-    }
-    const double t1 = c->probe_n[0] ? c->probe_t[0] / c->probe_n[0] : 0;
-    if (c->probe == 2 && full && c->probe_n[0] && dt > 1.25 * t1) {
-        adapt_choose(c, 1); /* clearly slower: no more batches on tmax */
-    } else if (!c->probe && c->cur > 1 && full && c->t1_ref > 0 &&
-               (dt > 1.5 * c->t1_ref ? ++c->slow : (c->slow = 0)) >= 2) {
-        adapt_choose(c, 1); /* tmax turned slow within a period (other work started) */
-    } else if (--c->left > 0) {
-        /* go on */
-    } else if (c->probe == 1) { /* now time tmax threads */
-        c->probe = 2;
-        c->left = ADAPT_PROBE;
-        c->cur = c->tmax;
-    } else if (c->probe == 2) {
-        const double tm = c->probe_n[1] ? c->probe_t[1] / c->probe_n[1] : 0;
-        adapt_choose(c, c->probe_n[0] && c->probe_n[1] && tm < t1 ? c->tmax
-                        : c->probe_n[0] && c->probe_n[1] ? 1 : c->cur);
-    } else { /* period over: probe again */
-        c->probe = 1;
-        c->left = ADAPT_PROBE;
-        c->cur = 1;
-    }
-    omp_set_num_threads(c->cur);
+    if (c->ta.adapt)
+        omp_set_num_threads(st_thread_adapt_next(&c->ta, full, dt));
 }
 
 static int round8(int b) { return (b + 7) / 8 * 8; }
@@ -286,7 +307,7 @@ static int cpu_train_epoch(st_backend *be, int epoch, const int64_t *perm, int64
     cpu_impl *c = be->impl;
     const st_config *cfg = be->cfg;
     const int split = c->reduce || c->shards > 1;
-    omp_set_num_threads(c->cur); /* the measured count inside the backend; tmax outside */
+    omp_set_num_threads(c->ta.cur); /* the measured count inside the backend; tmax outside */
     int batch_index = (int)(start / cfg->batch);
     int64_t s = start;
     for (; s < n; s += cfg->batch, batch_index++) {
@@ -297,11 +318,11 @@ static int cpu_train_epoch(st_backend *be, int epoch, const int64_t *perm, int64
             const int hi = (int)((int64_t)B * (c->shard + 1) / c->shards);
             if (backend_cpu_batch_grad(be, epoch, batch_index, perm + s, B, lo, hi, c->grad,
                                        loss_sum, correct, err)) {
-                omp_set_num_threads(c->tmax);
+                omp_set_num_threads(c->ta.tmax);
                 return -1;
             }
             if (c->reduce && c->reduce(c->grad, c->grad_n, c->reduce_ctx) != 0) {
-                omp_set_num_threads(c->tmax);
+                omp_set_num_threads(c->ta.tmax);
                 st_fail(err, "the gradient reduction of batch %d failed", batch_index);
                 return -1;
             }
@@ -317,7 +338,7 @@ static int cpu_train_epoch(st_backend *be, int epoch, const int64_t *perm, int64
         }
     }
     *done = s < n ? s : n;
-    omp_set_num_threads(c->tmax);
+    omp_set_num_threads(c->ta.tmax);
     return 0;
 }
 
@@ -333,7 +354,7 @@ static int cpu_evaluate(st_backend *be, int split, double *loss_sum, int64_t *co
     int64_t n = split ? ds->n_test : ds->n_train;
     int64_t rows[4096];
     const int bmax = be->cfg->batch;
-    omp_set_num_threads(c->cur);
+    omp_set_num_threads(c->ta.cur);
     for (int64_t s = 0; s < n; s += bmax) {
         int B = (int)(n - s < bmax ? n - s : bmax);
         for (int b = 0; b < B; b++)
@@ -342,7 +363,7 @@ static int cpu_evaluate(st_backend *be, int split, double *loss_sum, int64_t *co
         forward(be, 0, 0, 0, 0, B);
         cpu_softmax_xent(c->z[L], y + s, K, B, c->ld, NULL, loss_sum, correct);
     }
-    omp_set_num_threads(c->tmax);
+    omp_set_num_threads(c->ta.tmax);
     return 0;
 }
 
@@ -389,7 +410,7 @@ static void cpu_describe(st_backend *be, char *buf, size_t n)
     snprintf(buf, n,
              "\"cpu_model\": \"%s\", \"threads\": %d, \"threads_adaptive\": %s, "
              "\"cores_online\": %d",
-             model, c->tmax, c->adapt ? "true" : "false", omp_get_num_procs());
+             model, c->ta.tmax, c->ta.adapt ? "true" : "false", omp_get_num_procs());
 }
 
 static void cpu_destroy(st_backend *be)
