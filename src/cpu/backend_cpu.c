@@ -109,19 +109,23 @@ int st_thread_adapt_next(st_thread_adapt *a, int full, double dt)
     }
     const double t1 = a->probe_n[0] ? a->probe_t[0] / a->probe_n[0] : 0;
     const int on_tmax = !a->probe && a->cur > 1 && full && a->t1_ref > 0;
+    int win_slow = 0; /* a full window of tmax batches, slow on the mean */
     if (on_tmax) {
         a->win_t += dt;
-        a->win_n++;
+        if (++a->win_n == ADAPT_WINDOW) {
+            win_slow = a->win_t > 1.2 * a->t1_ref * ADAPT_WINDOW;
+            a->win_t = 0;
+            a->win_n = 0;
+        }
     }
     if (a->probe == 2 && full && a->probe_n[0] && dt > 1.25 * t1) {
         adapt_choose(a, 1); /* clearly slower: no more batches on tmax */
     } else if (on_tmax && (dt > 1.5 * a->t1_ref ? ++a->slow : (a->slow = 0)) >= 2) {
         adapt_choose(a, 1); /* tmax turned slow within a period (other work started) */
-    } else if (on_tmax && a->win_n >= ADAPT_WINDOW && a->win_t > 1.2 * a->t1_ref * a->win_n) {
+    } else if (win_slow) {
         adapt_choose(a, 1); /* slow on the mean: now and then a batch waits a time slice */
     } else if (--a->left > 0) {
-        if (a->win_n >= ADAPT_WINDOW)
-            a->win_t = a->win_n = 0;
+        /* go on */
     } else if (a->probe == 1) { /* now time tmax threads */
         a->probe = 2;
         a->left = ADAPT_PROBE;
@@ -134,8 +138,6 @@ int st_thread_adapt_next(st_thread_adapt *a, int full, double dt)
         a->probe = 1;
         a->left = ADAPT_PROBE;
         a->cur = 1;
-        a->win_t = 0;
-        a->win_n = 0;
     }
     return a->cur;
 }

@@ -13,8 +13,9 @@
  * weight is broadcast once a tile; where the build has AVX-512, 512-bit
  * tiles hold 2 or 4 of a square block's rows together so each gathered input
  * vector feeds that many FMAs. Where a layer's gathered matrix is larger than
- * the cache, the kernels prefetch the rows they will gather. The SDDMM sums whole blocks at once (one
- * transposing reduction for 8 sums) and, fused, applies the momentum step
+ * the cache, the kernels prefetch the rows they will gather. The SDDMM sums
+ * whole blocks at once (one transposing reduction for 8 sums) and, fused,
+ * applies the momentum step
  * to each weight as soon as its gradient is summed. Other shapes take a
  * generic path with the same summation order and explicit FMAs, so both
  * give the same bits (tests/test_core.c checks it). Per batch there is one
@@ -91,22 +92,10 @@ static inline void reduce8(const v8 acc[8], float out[8])
 #endif
 }
 
-/* out[j] = sum_b d[b] rows[j][b] for 8 rows: the SDDMM inner step, with d
- * loaded once per 8 columns and one transposing reduction for all 8 sums. */
-static inline void dots8(const float *restrict d, const float *const rows[8], int ld,
-                         float out[8])
-{
-    v8 acc[8] = {{0}};
-    for (int b = 0; b < ld; b += 8) {
-        v8 dv = ld8(d + b);
-        for (int j = 0; j < 8; j++)
-            acc[j] = fma8(dv, ld8(rows[j] + b), acc[j]);
-    }
-    reduce8(acc, out);
-}
-
-/* The same sums for 4 rows, and for 2: hsum8 each (reduce8's order). */
-#define ST_DOTS(NAME, NR)                                                                  \
+/* out[j] = sum_b d[b] rows[j][b] for NR rows: the dense gradient's inner
+ * step, with d loaded once per 8 columns; 8 rows take one transposing
+ * reduction for all 8 sums, 4 and 2 rows hsum8 each (the same order). */
+#define ST_DOTS(NAME, NR, REDUCE)                                                          \
     static inline void NAME(const float *restrict d, const float *const rows[], int ld,   \
                             float out[])                                                   \
     {                                                                                      \
@@ -116,11 +105,11 @@ static inline void dots8(const float *restrict d, const float *const rows[8], in
             for (int j = 0; j < NR; j++)                                                   \
                 acc[j] = fma8(dv, ld8(rows[j] + b), acc[j]);                               \
         }                                                                                  \
-        for (int j = 0; j < NR; j++)                                                       \
-            out[j] = hsum8(acc[j]);                                                        \
+        REDUCE;                                                                            \
     }
-ST_DOTS(dots4, 4)
-ST_DOTS(dots2, 2)
+ST_DOTS(dots8, 8, reduce8(acc, out))
+ST_DOTS(dots4, 4, for (int j = 0; j < 4; j++) out[j] = hsum8(acc[j]))
+ST_DOTS(dots2, 2, for (int j = 0; j < 2; j++) out[j] = hsum8(acc[j]))
 #undef ST_DOTS
 
 /* out[0..ld) = init + sum_k w_k x_k[0..ld), where for k < n the weight is
@@ -246,8 +235,8 @@ static void dense_block4_from(float *out, const float *init, int64_t r0, int nr,
  * registers): 16 columns a vector, and square blocks group their rows (RB =
  * m, at most 4; 2 where ld is wider than 64, see ST_RB2W) so one load of a
  * gathered input vector feeds RB FMAs: that is what makes a motif block
- * cheaper per connection than m^2 single connections. A tail of 8 columns (ld is a multiple of 8) takes one 256-bit
- * tile. */
+ * cheaper per connection than m^2 single connections. A tail of 8 columns
+ * (ld is a multiple of 8) takes one 256-bit tile. */
 /* Software prefetch of gathered rows (pf set: the gathered matrix is larger
  * than the cache that would hold it, see gather_prefetch): 8 entries ahead,
  * the distance that measured best at 1M neurons (the forward 1.07 -> 0.84 s,
@@ -356,20 +345,7 @@ static inline v16 fma16(v16 a, v16 b, v16 acc)
         if (b0 < ld)                                                                       \
             ST_BLK_CALL(P##t1);                                                            \
     } while (0)
-/* Two sets of tiles, without and with the prefetch (NAME_p_...). */
-#define ST_BLK_ROWS(NAME, INNER, RB, WR, WC, WI)                                           \
-    ST_BLK_TILES(NAME##_, INNER, RB, WR, WC, WI, 0)                                        \
-    ST_BLK_TILES(NAME##_p_, INNER, RB, WR, WC, WI, 1)                                      \
-    static void NAME(float *restrict out, int ld, const float *init, const float *wts,     \
-                     const int32_t *wi, int64_t bs, int64_t woff, const float *rows,       \
-                     const int32_t *ri, int64_t rstride, int64_t k0, int64_t k1, int pf)   \
-    {                                                                                      \
-        const int tmax = ST_TMAX16(RB);                                                    \
-        if (pf)                                                                            \
-            ST_BLK_PASSES(NAME##_p_);                                                      \
-        else                                                                               \
-            ST_BLK_PASSES(NAME##_);                                                        \
-    }
+#define ST_BLK_TMAX(RB) ST_TMAX16(RB)
 #else
 #define ST_WIDE 0
 #define ST_ACC 8 /* accumulators a tile: FMA latency x 2 pipes */
@@ -391,7 +367,10 @@ static inline v16 fma16(v16 a, v16 b, v16 acc)
         ST_BLK_SWITCH(P##t, nv);                                                           \
         b0 += 8 * nv;                                                                      \
     }
-/* Two sets of tiles, without and with the prefetch (NAME_p_...). */
+#define ST_BLK_TMAX(RB) (ST_ACC / (RB) < 8 ? ST_ACC / (RB) : 8)
+#endif
+/* Two sets of tiles, without and with the prefetch (NAME_p_...), and the
+ * kernel that runs all of ld through one of them. */
 #define ST_BLK_ROWS(NAME, INNER, RB, WR, WC, WI)                                           \
     ST_BLK_TILES(NAME##_, INNER, RB, WR, WC, WI, 0)                                        \
     ST_BLK_TILES(NAME##_p_, INNER, RB, WR, WC, WI, 1)                                      \
@@ -399,14 +378,13 @@ static inline v16 fma16(v16 a, v16 b, v16 acc)
                      const int32_t *wi, int64_t bs, int64_t woff, const float *rows,       \
                      const int32_t *ri, int64_t rstride, int64_t k0, int64_t k1, int pf)   \
     {                                                                                      \
-        const int tmax = ST_ACC / RB < 8 ? ST_ACC / RB : 8;                                \
+        const int tmax = ST_BLK_TMAX(RB);                                                  \
         if (pf) {                                                                          \
             ST_BLK_PASSES(NAME##_p_);                                                      \
         } else {                                                                           \
             ST_BLK_PASSES(NAME##_);                                                        \
         }                                                                                  \
     }
-#endif
 
 /* Dense block (dense_block4_from's sum, columns from 0): on 512-bit cores
  * 64 columns (four vectors a row, 16 accumulators) a pass while they last,
@@ -579,6 +557,7 @@ ST_BLK_ROWS(bw_8x1, 1, 4, 1, 8, 1)
 #undef ST_BLK_ROWS
 #undef ST_BLK_TILES
 #undef ST_BLK_PASSES
+#undef ST_BLK_TMAX
 #undef ST_BLK_TILE
 #undef ST_BLK_TILE16
 #undef ST_BLK_TILE_W
