@@ -1654,6 +1654,71 @@ static void test_backward_relu_from_activation(void)
 #endif
 }
 
+/* The forward pass of a hidden layer without its pre-activations or its
+ * mask kept (z NULL, mask NULL with dropout: what the CPU backend does for
+ * ReLU layers) gives a_out bit for bit as with them, on every block shape
+ * and a dense layer of more than ST_FEW_ROWS outputs (dense_block4, and
+ * 4 rows that do not divide n_out), with and without dropout, 1 and 3
+ * threads, generic and blocked kernels; and it leaves the given z alone
+ * when only the mask is not kept. */
+static void test_forward_without_z(void)
+{
+    static const int lds[2] = {40, 136}, Bs[2] = {35, 131};
+    int saved = 1;
+#ifdef _OPENMP
+    saved = omp_get_max_threads();
+#endif
+    for (int s = 0; s <= BLK_NSHAPES; s++)
+        for (int li = 0; li < 2; li++)
+            for (int drop = 0; drop < 2; drop++)
+                for (int t = 0; t < 4; t++) { /* bit 0: 3 threads, bit 1: generic */
+                    const int ld = lds[li], B = Bs[li];
+                    trng_seed(6262 + (uint64_t)s * 13 + (uint64_t)li * 2 + (uint64_t)drop);
+                    st_layer L = s < BLK_NSHAPES
+                                     ? make_sparse_layer(
+                                           blk_shapes[s].bi * blk_shapes[s].nbc,
+                                           blk_shapes[s].bo * blk_shapes[s].nbr, blk_shapes[s].bi,
+                                           blk_shapes[s].bo, blk_shapes[s].density, 2)
+                                     : make_dense_layer(23, 18);
+                    const int I = L.n_in, O = L.n_out;
+                    const size_t no = (size_t)O * ld;
+                    float *x = malloc(sizeof(float) * (size_t)I * ld),
+                          *z = malloc(sizeof(float) * no), *z2 = malloc(sizeof(float) * no),
+                          *mask = malloc(sizeof(float) * no), *want = malloc(sizeof(float) * no),
+                          *got = malloc(sizeof(float) * no), *got2 = malloc(sizeof(float) * no);
+                    for (int e = 0; e < I * ld; e++)
+                        x[e] = (e % ld) < B ? trng_unif(-1, 1) : 0.0f;
+                    const cpu_dropout_spec dp = {91, 3, 7, 0.3f, 0, B};
+#ifdef _OPENMP
+                    omp_set_num_threads(t & 1 ? 3 : 1);
+#endif
+                    cpu_ops_force_generic(t >> 1);
+                    cpu_layer_forward_act(&L, x, z, want, ST_ACT_RELU, 1, drop ? &dp : NULL,
+                                          drop ? mask : NULL, ld);
+                    for (size_t e = 0; e < no; e++)
+                        got[e] = got2[e] = z2[e] = -7.0f;
+                    cpu_layer_forward_act(&L, x, NULL, got, ST_ACT_RELU, 1, drop ? &dp : NULL,
+                                          NULL, ld);
+                    cpu_layer_forward_act(&L, x, z2, got2, ST_ACT_RELU, 1, drop ? &dp : NULL,
+                                          NULL, ld);
+                    cpu_ops_force_generic(0);
+                    ST_EXPECT(!memcmp(want, got, sizeof(float) * no),
+                              "%dx%d %d-%d ld %d dropout %d threads %d generic %d: a differs "
+                              "without z and mask",
+                              L.bi, L.bo, I, O, ld, drop, t & 1 ? 3 : 1, t >> 1);
+                    ST_EXPECT(!memcmp(want, got2, sizeof(float) * no) &&
+                                  !memcmp(z, z2, sizeof(float) * no),
+                              "%dx%d %d-%d ld %d dropout %d threads %d generic %d: a or z "
+                              "differs without the mask",
+                              L.bi, L.bo, I, O, ld, drop, t & 1 ? 3 : 1, t >> 1);
+                    free(x), free(z), free(z2), free(mask), free(want), free(got), free(got2);
+                    layer_free(&L);
+                }
+#ifdef _OPENMP
+    omp_set_num_threads(saved);
+#endif
+}
+
 /* Exercises the CPU backend's choice of its thread count (st_thread_adapt)
  * with made-up batch times: it picks two threads when they are faster; it
  * leaves them when a competing process makes one batch in four wait a time
@@ -2516,6 +2581,7 @@ int main(void)
     ST_RUN(test_block_kernels_vs_generic);
     ST_RUN(test_dense_output_kernels);
     ST_RUN(test_backward_relu_from_activation);
+    ST_RUN(test_forward_without_z);
     ST_RUN(test_thread_adapt);
     ST_RUN(test_dropout_shard_columns);
     ST_RUN(test_backend_hook_matches_fused);

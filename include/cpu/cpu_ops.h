@@ -35,8 +35,12 @@ typedef struct {
 
 /* z (O, ld) = W^T a + bias and, when a_out is not NULL (a hidden layer),
  * a_out = f(z) * mask in the same pass over the rows. dp not NULL: the mask
- * rows of hidden layer `hidden` are drawn into mask first (n_out, ld); dp
- * NULL: mask (or NULL, no dropout) is used as given. One parallel region. */
+ * rows of hidden layer `hidden` are drawn into mask first (n_out, ld), or,
+ * mask NULL, drawn and used but not kept; dp NULL: mask (or NULL, no
+ * dropout) is used as given. z may be NULL for a hidden layer: the
+ * pre-activations are then not kept (a ReLU layer's backward needs a_out
+ * alone, cpu_layer_backward_delta_relu), and the pass writes a_out only.
+ * a_out the same either way. One parallel region. */
 void cpu_layer_forward_act(const st_layer *L, const float *a, float *z, float *a_out,
                            st_activation act, int hidden, const cpu_dropout_spec *dp,
                            float *mask, int ld);

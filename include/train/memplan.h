@@ -43,10 +43,12 @@ extern const char *const st_mem_part_names[ST_MEM_COUNT];
 /* The parts' keys in run.json's memory_estimate_bytes ("data", "model", ...). */
 extern const char *const st_mem_part_keys[ST_MEM_COUNT];
 
-/* sizes: n_layers + 1 layer sizes; n_train, n_test, d as loaded. */
+/* sizes: n_layers + 1 layer sizes; relu: the hidden activation is ReLU (the
+ * CPU backend then keeps no hidden pre-activations or masks); n_train,
+ * n_test, d as loaded. */
 void st_memplan_compute(const int32_t *sizes, int n_layers, int motif, double epsilon,
-                        double zeta, int batch, double dropout, int64_t n_train, int64_t n_test,
-                        int64_t d, st_memplan *mp);
+                        double zeta, int batch, double dropout, int relu, int64_t n_train,
+                        int64_t n_test, int64_t d, st_memplan *mp);
 
 /* Bytes this process may still allocate; *what names the limit ("cgroup
  * memory.max", "MemAvailable", "RLIMIT_AS", or the SETTRAIN_MEMORY_LIMIT

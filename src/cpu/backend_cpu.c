@@ -1,8 +1,10 @@
 /* backend_cpu.c: the CPU backend (plain C99 + OpenMP), the no-GPU path and
  * the oracle. Trains the host model in place. Buffers are sized once at
- * creation for the batch size: per layer l, z[l] and a[l] (n_l, ld),
- * delta[l] (n_l, ld), dropout masks for hidden layers, and gradient arrays
- * for the largest layer (dense layers' scratch; sparse layers update fused).
+ * creation for the batch size: per layer l, a[l] and delta[l] (n_l, ld),
+ * z[l] (n_l, ld) for the output layer and, unless the activation is ReLU
+ * (whose backward needs a[l] alone), for hidden layers with their dropout
+ * masks, and gradient arrays for the largest layer (dense layers' scratch;
+ * sparse layers update fused).
  * Data-parallel batches (backend.h): a flat gradient buffer, a reduce hook,
  * the update from the buffer. The thread count is measured, not assumed
  * (adapt_*, below).
@@ -177,6 +179,8 @@ static void forward(st_backend *be, int train, int epoch, int batch_index, int c
     const cpu_dropout_spec dp = {cfg->seed, epoch, batch_index, (float)cfg->dropout, col0, B};
     for (int l = 0; l < m->n_layers; l++) {
         const int hid = l + 1 < m->n_layers;
+        /* z[l + 1] and mask[l + 1] are NULL for a ReLU hidden layer: its
+         * backward needs a[l + 1] alone, so they are not kept */
         cpu_layer_forward_act(&m->layers[l], c->a[l], c->z[l + 1], hid ? c->a[l + 1] : NULL,
                               cfg->activation, l + 1, hid && masked ? &dp : NULL,
                               hid && masked ? c->mask[l + 1] : NULL, c->ld);
@@ -468,14 +472,17 @@ st_backend *backend_cpu_create(st_model *model, const st_dataset *data, const st
     for (int l = 0; l <= L; l++) {
         size_t sz = sizeof(float) * (size_t)model->sizes[l] * (size_t)c->ld;
         c->a[l] = st_calloc(1, sz, "activations");
+        /* a ReLU hidden layer keeps neither z nor its mask (see forward) */
+        const int keep = l == L || cfg->activation != ST_ACT_RELU;
         if (l > 0) {
-            c->z[l] = st_calloc(1, sz, "pre-activations");
+            if (keep)
+                c->z[l] = st_calloc(1, sz, "pre-activations");
             c->delta[l] = st_calloc(1, sz, "deltas");
             int64_t nnz = layer_nnz(&model->layers[l - 1]);
             if (nnz > max_nnz) max_nnz = nnz;
             if (model->sizes[l] > max_out) max_out = model->sizes[l];
         }
-        if (l > 0 && l < L && cfg->dropout > 0)
+        if (l > 0 && l < L && cfg->dropout > 0 && keep)
             c->mask[l] = st_calloc(1, sz, "dropout mask");
     }
     c->gw = st_malloc(sizeof(float) * (size_t)max_nnz, "weight gradients");

@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "util/philox.h"
+#include "util/common.h"
 
 /* Batch-wise vectors (GCC/Clang vector extensions; plain C elsewhere). The
  * batch loop is tiled: 32 columns (four vectors) accumulate in registers
@@ -210,9 +211,9 @@ static void dense_block4_from(float *out, const float *init, int64_t r0, int nr,
             }
         }
         for (int r = 0; r < nr; r++) {
-            st8(out + (r0 + r) * ld + b0, acc[r][0]);
+            st8(out + r * ld + b0, acc[r][0]);
             if (two)
-                st8(out + (r0 + r) * ld + b0 + 8, acc[r][1]);
+                st8(out + r * ld + b0 + 8, acc[r][1]);
         }
     }
 }
@@ -417,7 +418,7 @@ static void dense_block4(float *out, const float *init, int64_t r0, int nr, cons
         }
         for (int r = 0; r < nr; r++)
             for (int q = 0; q < 4; q++)
-                st16(out + (r0 + r) * ld + b0 + 16 * q, acc[r][q]);
+                st16(out + r * ld + b0 + 16 * q, acc[r][q]);
     }
 #endif
     if (b0 < ld)
@@ -860,8 +861,9 @@ static void sddmm_block_row(const st_layer *L, const float *a_in, const float *d
     }
 }
 
-/* z rows of block row R: bias + W^T a (one group of RB outputs at a time). */
-static void forward_block_row(const st_layer *L, const float *a, float *z, int ld, int32_t R,
+/* z rows of block row R (zr: its first row): bias + W^T a (one group of RB
+ * outputs at a time). */
+static void forward_block_row(const st_layer *L, const float *a, float *zr, int ld, int32_t R,
                               blk_rows_fn fn, int rb, int pf)
 {
     const int bi = L->bi, bo = L->bo, bs = bi * bo;
@@ -869,8 +871,8 @@ static void forward_block_row(const st_layer *L, const float *a, float *z, int l
     if (fn) {
         for (int r0 = 0; r0 < bo; r0 += rb) {
             const int64_t o = (int64_t)R * bo + r0;
-            fn(z + o * ld, ld, L->bias + o, L->w, NULL, bs, (int64_t)r0 * bi, a, L->col_idx,
-               (int64_t)bi * ld, k0, k1, pf);
+            fn(zr + (int64_t)r0 * ld, ld, L->bias + o, L->w, NULL, bs, (int64_t)r0 * bi, a,
+               L->col_idx, (int64_t)bi * ld, k0, k1, pf);
         }
         return;
     }
@@ -878,7 +880,7 @@ static void forward_block_row(const st_layer *L, const float *a, float *z, int l
         int64_t o = (int64_t)R * bo + r;
         gather_list g = {L->w, NULL, bs, (int64_t)r * bi, a, L->col_idx, (int64_t)bi * ld,
                          k0, k1, bi, 1};
-        gather_axpy(z + o * ld, L->bias[o], &g, ld);
+        gather_axpy(zr + (int64_t)r * ld, L->bias[o], &g, ld);
     }
 }
 
@@ -973,27 +975,40 @@ static inline void act_row(st_activation act, int hidden, const float *restrict 
 
 static void dropout_row(const cpu_dropout_spec *dp, int hidden, int64_t o, float *m, int ld);
 
-/* Rows o0 .. o1 - 1 of a hidden layer after z: mask (drawn when dp), then a. */
-static inline void finish_rows(int64_t o0, int64_t o1, const float *z, float *a_out,
+/* Rows o0 .. o1 - 1 of a hidden layer after z (zr: row o0's): mask (drawn
+ * when dp; into mask's rows, or into the one-row scratch mrow when mask is
+ * NULL), then a. */
+static inline void finish_rows(int64_t o0, int64_t o1, const float *zr, float *a_out,
                                st_activation act, int hidden, const cpu_dropout_spec *dp,
-                               float *mask, int ld)
+                               float *mask, float *mrow, int ld)
 {
     if (!a_out)
         return;
     for (int64_t o = o0; o < o1; o++) {
-        float *mo = mask ? mask + o * ld : NULL;
+        float *mo = mask ? mask + o * ld : dp ? mrow : NULL;
         if (dp)
             dropout_row(dp, hidden, o, mo, ld);
-        act_row(act, hidden, z + o * ld, mo, a_out + o * ld, ld);
+        act_row(act, hidden, zr + (o - o0) * ld, mo, a_out + o * ld, ld);
     }
+}
+
+/* Scratch of one thread for the rows z and the mask would hold (z or mask
+ * not kept): rows of z, then one mask row; 64-byte aligned. */
+static float *forward_scratch(int zrows, int mrow, int ld)
+{
+    const size_t n = (size_t)(zrows + mrow) * (size_t)ld * sizeof(float);
+    void *p = NULL;
+    if (n && posix_memalign(&p, 64, n) != 0)
+        st_die("out of memory allocating %zu bytes for the forward scratch", n);
+    return p;
 }
 
 void cpu_layer_forward_act(const st_layer *L, const float *a, float *z, float *a_out,
                            st_activation act, int hidden, const cpu_dropout_spec *dp,
                            float *mask, int ld)
 {
-    if (dp && !mask)
-        dp = NULL;
+    if (!a_out)
+        dp = NULL, mask = NULL;
     if (L->dense && !a_out && L->n_out <= ST_FEW_ROWS && !st_generic_only) {
         /* the output layer: every row a slice of columns (dense_few) */
 #pragma omp parallel for schedule(dynamic, 1)
@@ -1002,23 +1017,40 @@ void cpu_layer_forward_act(const st_layer *L, const float *a, float *z, float *a
                       ld - b0 < ST_FEW_SLICE ? ld - b0 : ST_FEW_SLICE);
         return;
     }
+    /* z NULL or mask NULL with dp: rows go through a thread's scratch, so
+     * the pass writes a_out alone (a row's z and mask stay in L1) */
+    const int zrows = z ? 0 : L->dense ? 4 : L->bo, mrow = dp && !mask;
     if (L->dense) { /* Z (O, ld) = W^T (O, I) A (I, ld), four output rows at a time */
-#pragma omp parallel for schedule(dynamic, 1)
-        for (int32_t o = 0; o < L->n_out; o += 4) {
-            const int nr = L->n_out - o < 4 ? L->n_out - o : 4;
-            dense_block4(z, L->bias, o, nr, L->w, L->n_in, 1, a, L->n_in, ld);
-            finish_rows(o, o + nr, z, a_out, act, hidden, dp, mask, ld);
+#pragma omp parallel
+        {
+            float *scr = forward_scratch(zrows, mrow, ld);
+#pragma omp for schedule(dynamic, 1)
+            for (int32_t o = 0; o < L->n_out; o += 4) {
+                const int nr = L->n_out - o < 4 ? L->n_out - o : 4;
+                float *zr = z ? z + (int64_t)o * ld : scr;
+                dense_block4(zr, L->bias, o, nr, L->w, L->n_in, 1, a, L->n_in, ld);
+                finish_rows(o, o + nr, zr, a_out, act, hidden, dp, mask,
+                            mrow ? scr + (size_t)zrows * ld : NULL, ld);
+            }
+            free(scr);
         }
         return;
     }
     int rb = 1;
     blk_rows_fn fn = blk_kernel(L->bi, L->bo, 0, ld, &rb);
     const int ch = dyn_chunk(L->nbr), pf = gather_prefetch(L->n_in, ld, L->bi == 1 ? 2 : 3);
-#pragma omp parallel for schedule(dynamic, ch)
-    for (int32_t R = 0; R < L->nbr; R++) {
-        forward_block_row(L, a, z, ld, R, fn, rb, pf);
-        finish_rows((int64_t)R * L->bo, (int64_t)(R + 1) * L->bo, z, a_out, act, hidden, dp,
-                    mask, ld);
+#pragma omp parallel
+    {
+        float *scr = forward_scratch(zrows, mrow, ld);
+#pragma omp for schedule(dynamic, ch)
+        for (int32_t R = 0; R < L->nbr; R++) {
+            const int64_t o0 = (int64_t)R * L->bo;
+            float *zr = z ? z + o0 * ld : scr;
+            forward_block_row(L, a, zr, ld, R, fn, rb, pf);
+            finish_rows(o0, o0 + L->bo, zr, a_out, act, hidden, dp, mask,
+                        mrow ? scr + (size_t)zrows * ld : NULL, ld);
+        }
+        free(scr);
     }
 }
 
@@ -1184,7 +1216,8 @@ static void backward_delta(const st_layer *L, const float *delta_out, const grad
 #pragma omp parallel for schedule(dynamic, 16)
         for (int32_t i0 = 0; i0 < L->n_in; i0 += 4) {
             const int nr = L->n_in - i0 < 4 ? L->n_in - i0 : 4;
-            dense_block4(delta_in, NULL, i0, nr, L->w, 1, L->n_in, delta_out, L->n_out, ld);
+            dense_block4(delta_in + (int64_t)i0 * ld, NULL, i0, nr, L->w, 1, L->n_in, delta_out,
+                         L->n_out, ld);
             for (int r = 0; r < nr; r++)
                 scale_row(delta_in + ((int64_t)i0 + r) * ld, g, (int64_t)i0 + r, ld);
         }

@@ -30,8 +30,8 @@ static uint64_t resident_bytes(void)
 }
 
 void st_memplan_compute(const int32_t *sizes, int n_layers, int motif, double epsilon,
-                        double zeta, int batch, double dropout, int64_t n_train, int64_t n_test,
-                        int64_t d, st_memplan *mp)
+                        double zeta, int batch, double dropout, int relu, int64_t n_train,
+                        int64_t n_test, int64_t d, st_memplan *mp)
 {
     double max_nb = 0, max_nbc = 0;
     memset(mp, 0, sizeof *mp);
@@ -62,8 +62,12 @@ void st_memplan_compute(const int32_t *sizes, int n_layers, int motif, double ep
     for (int l = 0; l <= n_layers; l++) {
         double per = 4.0 * sizes[l] * ld;
         act += per;                              /* activations */
-        if (l > 0) act += 2 * per;               /* pre-activations, deltas */
-        if (l > 0 && l < n_layers && dropout > 0) act += per; /* dropout mask */
+        if (l > 0) act += per;                   /* deltas */
+        /* pre-activations and dropout masks: the output layer's z, and the
+         * hidden layers' unless ReLU (backend_cpu.c keeps neither for it) */
+        const int keep = l == n_layers || !relu;
+        if (l > 0 && keep) act += per;
+        if (l > 0 && l < n_layers && dropout > 0 && keep) act += per;
     }
     mp->part[ST_MEM_DATA] = (uint64_t)((double)(n_train + n_test) * (4.0 * (double)d + 4.0) +
                                        8.0 * (double)n_train);

@@ -601,7 +601,7 @@ int train_run(const st_config *cfg_in)
             sizes[nl] = ds.k;
         }
         st_memplan_compute(sizes, nl, cfg.motif, cfg.epsilon, cfg.zeta, cfg.batch, cfg.dropout,
-                           n_train, ds.n_test, ds.d, &mem);
+                           cfg.activation == ST_ACT_RELU, n_train, ds.n_test, ds.d, &mem);
         uint64_t held = mem.part[ST_MEM_DATA] + (resumed ? mem.part[ST_MEM_MODEL] : 0);
         if (cfg.backend != ST_BACKEND_GPU && st_memplan_check(&mem, held, cfg.batch, err))
             st_die("%s", err);
