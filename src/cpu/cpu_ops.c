@@ -733,6 +733,38 @@ static inline void sink_put(const grad_sink *s, int64_t e, float g)
 static inline void sink_tile(const grad_sink *s, const float g[8], int NB, int RG, int CG,
                              int64_t k, int bs, int bi, int r0, int c0)
 {
+    /* The fused update in vectors: momentum_step's expression lane for lane
+     * (the same rounding; test_core compares it with the generic path's
+     * scalar steps). Whole blocks are NB bs consecutive weights; otherwise
+     * each tile row is CG consecutive ones. */
+    if (!s->gw && CG == bi && RG * CG == bs) {
+        const int64_t e0 = k * bs;
+        float *restrict w = s->w + e0, *restrict v = s->v + e0;
+        const float lr = s->lr, mu = s->mu, wd = s->wd;
+#pragma omp simd
+        for (int i = 0; i < NB * bs; i++) {
+            const float nv = mu * v[i] - lr * (g[i] + wd * w[i]);
+            v[i] = nv;
+            w[i] += nv;
+        }
+        return;
+    }
+    if (!s->gw && CG >= 4) {
+        const float lr = s->lr, mu = s->mu, wd = s->wd;
+        for (int n = 0; n < NB; n++)
+            for (int r = 0; r < RG; r++) {
+                const int64_t e0 = (k + n) * bs + (int64_t)(r0 + r) * bi + c0;
+                float *restrict w = s->w + e0, *restrict v = s->v + e0;
+                const float *gr = g + (n * RG + r) * CG;
+#pragma omp simd
+                for (int c = 0; c < CG; c++) {
+                    const float nv = mu * v[c] - lr * (gr[c] + wd * w[c]);
+                    v[c] = nv;
+                    w[c] += nv;
+                }
+            }
+        return;
+    }
     for (int n = 0; n < NB; n++)
         for (int r = 0; r < RG; r++)
             for (int c = 0; c < CG; c++)
