@@ -1330,6 +1330,10 @@ static const struct { int bi, bo, nbc, nbr; double density; } blk_shapes[] = {
  * the fused step and after cpu_layer_grad + cpu_layer_update. */
 typedef struct {
     float *z, *a, *mask, *din_relu, *din_tanh, *gw, *gb, *fused[4], *unfused[4];
+    /* the one-pass backward and gradient (cpu_layer_backward_grad: tanh, as
+     * din_tanh; cpu_layer_backward_grad_update: ReLU from the activation)
+     * and cpu_layer_backward_delta_relu + cpu_layer_grad_update for it */
+    float *din_bg, *gw_bg, *gb_bg, *din_ra, *din_bgu, *bgu[4], *ra_u[4];
 } blk_out;
 
 static void blk_run(const st_layer *L0, const float *x, const float *d, const float *zin,
@@ -1360,6 +1364,24 @@ static void blk_run(const st_layer *L0, const float *x, const float *d, const fl
     o->unfused[0] = U.w, o->unfused[1] = U.v, o->unfused[2] = U.bias, o->unfused[3] = U.vbias;
     free(F.row_ptr), free(F.col_idx), free(F.t_ptr), free(F.t_blk), free(F.t_row);
     free(U.row_ptr), free(U.col_idx), free(U.t_ptr), free(U.t_blk), free(U.t_row);
+    /* the one-pass backward and gradient, and what it must equal */
+    o->din_bg = malloc(sizeof(float) * (size_t)I * ld);
+    o->gw_bg = malloc(sizeof(float) * ((size_t)nnz + 1));
+    o->gb_bg = malloc(sizeof(float) * (size_t)O);
+    cpu_layer_backward_grad(L0, d, x, zin, NULL, ST_ACT_TANH, 2, 1.0f, o->din_bg, ld, o->gw_bg,
+                            o->gb_bg);
+    const float keep = cpu_dropout_keep(0.3f);
+    o->din_ra = malloc(sizeof(float) * (size_t)I * ld);
+    o->din_bgu = malloc(sizeof(float) * (size_t)I * ld);
+    st_layer G = copy_layer(L0), R = copy_layer(L0);
+    cpu_layer_backward_grad_update(&G, d, x, NULL, NULL, ST_ACT_RELU, 1, keep, o->din_bgu, ld,
+                                   0.05f, 0.9f, 0.01f, sg, sb);
+    cpu_layer_backward_delta_relu(&R, d, x, keep, o->din_ra, ld);
+    cpu_layer_grad_update(&R, x, d, ld, 0.05f, 0.9f, 0.01f, sg, sb);
+    o->bgu[0] = G.w, o->bgu[1] = G.v, o->bgu[2] = G.bias, o->bgu[3] = G.vbias;
+    o->ra_u[0] = R.w, o->ra_u[1] = R.v, o->ra_u[2] = R.bias, o->ra_u[3] = R.vbias;
+    free(G.row_ptr), free(G.col_idx), free(G.t_ptr), free(G.t_blk), free(G.t_row);
+    free(R.row_ptr), free(R.col_idx), free(R.t_ptr), free(R.t_blk), free(R.t_row);
     free(sg);
     free(sb);
     free(imask);
@@ -1370,7 +1392,8 @@ static void blk_free(blk_out *o)
     free(o->z), free(o->a), free(o->mask), free(o->din_relu), free(o->din_tanh);
     free(o->gw), free(o->gb);
     for (int k = 0; k < 4; k++)
-        free(o->fused[k]), free(o->unfused[k]);
+        free(o->fused[k]), free(o->unfused[k]), free(o->bgu[k]), free(o->ra_u[k]);
+    free(o->din_bg), free(o->gw_bg), free(o->gb_bg), free(o->din_ra), free(o->din_bgu);
 }
 
 /* 0 when every output of x and y has identical bits; counts the arrays
@@ -1388,7 +1411,15 @@ static int blk_compare(const st_layer *L, int ld, const blk_out *x, const blk_ou
         {x->gb, y->gb, no, "gb"}, {x->fused[0], y->fused[0], nnz, "w (fused step)"},
         {x->fused[1], y->fused[1], nnz, "v (fused step)"},
         {x->fused[2], y->fused[2], no, "bias (fused step)"},
-        {x->fused[3], y->fused[3], no, "vbias (fused step)"}};
+        {x->fused[3], y->fused[3], no, "vbias (fused step)"},
+        {x->din_bg, y->din_bg, I, "delta (one-pass backward and gradient)"},
+        {x->gw_bg, y->gw_bg, nnz, "gw (one-pass backward and gradient)"},
+        {x->gb_bg, y->gb_bg, no, "gb (one-pass backward and gradient)"},
+        {x->din_bgu, y->din_bgu, I, "delta (one-pass backward and update)"},
+        {x->bgu[0], y->bgu[0], nnz, "w (one-pass backward and update)"},
+        {x->bgu[1], y->bgu[1], nnz, "v (one-pass backward and update)"},
+        {x->bgu[2], y->bgu[2], no, "bias (one-pass backward and update)"},
+        {x->bgu[3], y->bgu[3], no, "vbias (one-pass backward and update)"}};
     int bad = 0;
     for (size_t k = 0; k < sizeof arr / sizeof arr[0]; k++)
         if (memcmp(arr[k].p, arr[k].q, sizeof(float) * arr[k].n)) {
@@ -1402,19 +1433,23 @@ static int blk_compare(const st_layer *L, int ld, const blk_out *x, const blk_ou
  * backward delta, SDDMM, fused SDDMM + update) against the generic path
  * (cpu_ops_force_generic) for m = 1, 2, 4, 8, the m x 1 output shapes and
  * two generic shapes, on odd grid sizes with an empty block row, at
- * ld 40 (B 35) and ld 136 (B 131: every tile width and its tails): the bits
- * must agree. Also the fused step against cpu_layer_grad + cpu_layer_update
+ * ld 40 (B 35), ld 136 (B 131: every tile width and its tails), ld 128 (B
+ * 125) and 48 (B 48) (m = 1's one-pass backward and gradient): the bits
+ * must agree. Also the one-pass backward and gradient (and update) against
+ * the separate calls. Also the fused step against cpu_layer_grad + cpu_layer_update
  * (identical bits), 1 against 3 threads on the blocked path, and the
  * blocked path with its gather prefetch forced on (as for wide layers). */
 static void test_block_kernels_vs_generic(void)
 {
-    static const int lds[2] = {40, 136}, Bs[2] = {35, 131};
+    /* ld 128 and 48: the one-pass backward and gradient of m = 1 (ld a
+     * multiple of 16, at most 128) */
+    static const int lds[4] = {40, 136, 128, 48}, Bs[4] = {35, 131, 125, 48};
     int saved = 1;
 #ifdef _OPENMP
     saved = omp_get_max_threads();
 #endif
     for (int s = 0; s < BLK_NSHAPES; s++)
-        for (int li = 0; li < 2; li++) {
+        for (int li = 0; li < 4; li++) {
             const int ld = lds[li], B = Bs[li];
             trng_seed(4242 + (uint64_t)s * 7 + (uint64_t)li);
             st_layer L = make_sparse_layer(blk_shapes[s].bi * blk_shapes[s].nbc,
@@ -1456,11 +1491,28 @@ static void test_block_kernels_vs_generic(void)
             bad += blk_compare(&L, ld, &fast, &fastpf, "with prefetch", label);
             const int64_t nnz = layer_nnz(&L);
             const int64_t n4[4] = {nnz, nnz, O, O};
-            for (int k = 0; k < 4; k++)
+            for (int k = 0; k < 4; k++) {
                 if (memcmp(fast.fused[k], fast.unfused[k], sizeof(float) * (size_t)n4[k])) {
                     bad++;
                     printf("      %s: fused step differs from grad + update (array %d)\n", label,
                            k);
+                }
+                if (memcmp(fast.bgu[k], fast.ra_u[k], sizeof(float) * (size_t)n4[k])) {
+                    bad++;
+                    printf("      %s: one-pass backward and update differs from backward, "
+                           "then fused step (array %d)\n", label, k);
+                }
+            }
+            const struct { const float *p, *q; size_t n; const char *name; } one[] = {
+                {fast.din_bg, fast.din_tanh, (size_t)I * ld, "delta (tanh)"},
+                {fast.gw_bg, fast.gw, (size_t)nnz, "gw"},
+                {fast.gb_bg, fast.gb, (size_t)O, "gb"},
+                {fast.din_bgu, fast.din_ra, (size_t)I * ld, "delta (relu from a)"}};
+            for (int k = 0; k < 4; k++)
+                if (memcmp(one[k].p, one[k].q, sizeof(float) * one[k].n)) {
+                    bad++;
+                    printf("      %s: one-pass backward and gradient: %s differs from the "
+                           "separate calls\n", label, one[k].name);
                 }
             /* the step moved the weights (the comparison is not vacuous) */
             int moved = 0;

@@ -107,6 +107,26 @@ void cpu_layer_update(st_layer *L, const float *gw, const float *gb, float lr, f
 void cpu_layer_grad_update(st_layer *L, const float *a_in, const float *delta_out, int ld,
                            float lr, float mu, float wd, float *scratch_gw, float *scratch_gb);
 
+/* cpu_layer_backward_delta (z_in not NULL: f' of act at hidden_in and
+ * mask_in) or cpu_layer_backward_delta_relu (z_in NULL: from a_in and
+ * keep), then cpu_layer_grad into gw (nnz) and gb (n_out), with the same
+ * bits; for an m = 1 sparse layer at a batch stride of 16 to 128 in steps
+ * of 16 (where the build has AVX-512), in one pass over the transposed
+ * index: the gradients are summed from the delta rows the backward gathers
+ * (cpu_ops.c, fused_col_*). */
+void cpu_layer_backward_grad(const st_layer *L, const float *delta_out, const float *a_in,
+                             const float *z_in, const float *mask_in, st_activation act,
+                             int hidden_in, float keep, float *delta_in, int ld, float *gw,
+                             float *gb);
+/* The same backward delta, then cpu_layer_grad_update (same bits); where
+ * the pass is fused the gradients go through scratch_gw and scratch_gb
+ * (the layer's nnz and n_out floats), then one update pass. */
+void cpu_layer_backward_grad_update(st_layer *L, const float *delta_out, const float *a_in,
+                                    const float *z_in, const float *mask_in,
+                                    st_activation act, int hidden_in, float keep,
+                                    float *delta_in, int ld, float lr, float mu, float wd,
+                                    float *scratch_gw, float *scratch_gb);
+
 /* Dropout mask from Philox: element (o, b) of hidden layer `hidden` in batch
  * batch_index of `epoch` takes 16-bit lane b % 8 (low half of word (b%8)/2
  * first) of st_rand(seed, DROPOUT, hidden, o, (batch_index << 9) | b / 8,

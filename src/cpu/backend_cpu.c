@@ -215,17 +215,24 @@ static void batch_pass(st_backend *be, int epoch, int batch_index, int col0, int
         offs[l] = off;
         off += layer_nnz(&m->layers[l]) + m->layers[l].n_out;
     }
+    const float keep = cfg->dropout > 0 ? cpu_dropout_keep((float)cfg->dropout) : 1.0f;
     for (int l = L - 1; l >= 0; l--) {
         st_layer *Ly = &m->layers[l];
-        if (l > 0 && cfg->activation == ST_ACT_RELU) /* f' and the mask from a[l] alone */
-            cpu_layer_backward_delta_relu(
-                Ly, c->delta[l + 1], c->a[l],
-                cfg->dropout > 0 ? cpu_dropout_keep((float)cfg->dropout) : 1.0f, c->delta[l],
-                c->ld);
-        else if (l > 0)
-            cpu_layer_backward_delta(Ly, c->delta[l + 1], c->z[l],
-                                     cfg->dropout > 0 ? c->mask[l] : NULL, cfg->activation, l,
-                                     c->delta[l], c->ld);
+        if (l > 0) { /* backward delta and gradient, one pass where the layer allows */
+            const int relu = cfg->activation == ST_ACT_RELU; /* f' and mask from a[l] alone */
+            const float *z_in = relu ? NULL : c->z[l];
+            const float *mask_in = cfg->dropout > 0 ? c->mask[l] : NULL;
+            if (grad)
+                cpu_layer_backward_grad(Ly, c->delta[l + 1], c->a[l], z_in, mask_in,
+                                        cfg->activation, l, keep, c->delta[l], c->ld,
+                                        grad + offs[l], grad + offs[l] + layer_nnz(Ly));
+            else
+                cpu_layer_backward_grad_update(Ly, c->delta[l + 1], c->a[l], z_in, mask_in,
+                                               cfg->activation, l, keep, c->delta[l], c->ld,
+                                               (float)cfg->lr, (float)cfg->momentum,
+                                               (float)cfg->weight_decay, c->gw, c->gb);
+            continue;
+        }
         if (grad)
             cpu_layer_grad(Ly, c->a[l], c->delta[l + 1], c->ld, grad + offs[l],
                            grad + offs[l] + layer_nnz(Ly));
