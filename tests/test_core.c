@@ -1434,15 +1434,15 @@ static int blk_compare(const st_layer *L, int ld, const blk_out *x, const blk_ou
  * (cpu_ops_force_generic) for m = 1, 2, 4, 8, the m x 1 output shapes and
  * two generic shapes, on odd grid sizes with an empty block row, at
  * ld 40 (B 35), ld 136 (B 131: every tile width and its tails), ld 128 (B
- * 125) and 48 (B 48) (m = 1's one-pass backward and gradient): the bits
+ * 125) and 48 (B 48) (m = 1's one-pass backward and gradient at 40, 128 and 48): the bits
  * must agree. Also the one-pass backward and gradient (and update) against
  * the separate calls. Also the fused step against cpu_layer_grad + cpu_layer_update
  * (identical bits), 1 against 3 threads on the blocked path, and the
  * blocked path with its gather prefetch forced on (as for wide layers). */
 static void test_block_kernels_vs_generic(void)
 {
-    /* ld 128 and 48: the one-pass backward and gradient of m = 1 (ld a
-     * multiple of 16, at most 128) */
+    /* ld 40, 128 and 48: the one-pass backward and gradient of m = 1 (ld at
+     * most 128; 40 with its 8-column tail) */
     static const int lds[4] = {40, 136, 128, 48}, Bs[4] = {35, 131, 125, 48};
     int saved = 1;
 #ifdef _OPENMP

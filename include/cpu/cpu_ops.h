@@ -110,8 +110,8 @@ void cpu_layer_grad_update(st_layer *L, const float *a_in, const float *delta_ou
 /* cpu_layer_backward_delta (z_in not NULL: f' of act at hidden_in and
  * mask_in) or cpu_layer_backward_delta_relu (z_in NULL: from a_in and
  * keep), then cpu_layer_grad into gw (nnz) and gb (n_out), with the same
- * bits; for an m = 1 sparse layer at a batch stride of 16 to 128 in steps
- * of 16 (where the build has AVX-512), in one pass over the transposed
+ * bits; for an m = 1 sparse layer at a batch stride of at most 128 (where
+ * the build has AVX-512), in one pass over the transposed
  * index: the gradients are summed from the delta rows the backward gathers
  * (cpu_ops.c, fused_col_*). */
 void cpu_layer_backward_grad(const st_layer *L, const float *delta_out, const float *a_in,

@@ -1355,7 +1355,8 @@ void cpu_layer_grad_update(st_layer *L, const float *a_in, const float *delta_ou
  * 128, from L3 or memory once a layer is wider than L2) is gone; the
  * gradients are stored where their weights are (the update follows the
  * pass, which reads the weights). Bits: delta_in is the backward's chain of
- * FMAs (entries in order, one 512-bit accumulator per 16 columns); each
+ * FMAs (entries in order, one 512-bit accumulator per 16 columns, a
+ * 256-bit one for a last 8); each
  * gradient is sd_n8_1x1's chain (8-column pieces in order from 0, then
  * reduce8), so the results equal cpu_layer_backward_delta* followed by
  * cpu_layer_grad or cpu_layer_grad_update bit for bit (tests/test_core.c).
@@ -1365,15 +1366,17 @@ void cpu_layer_grad_update(st_layer *L, const float *a_in, const float *delta_ou
  * 784-300k-300k-10: 1.19 -> 0.98 s. */
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
 #define ST_FUSED_BW 1
-/* One input row: NV 512-bit vectors (ld = 16 NV), accumulators in registers. */
-#define ST_FUSED_COL(NV)                                                                   \
-    static void fused_col_##NV(float *restrict din, const float *restrict ai,               \
+/* One input row: NV 512-bit vectors and TL 256-bit ones (ld = 16 NV + 8
+ * TL, TL 0 or 1), accumulators in registers. */
+#define ST_FUSED_COL(NAME, NV, TL)                                                         \
+    static void NAME(float *restrict din, const float *restrict ai,               \
                                const float *restrict delta_out, const int32_t *restrict trow, \
                                const int32_t *restrict tblk, int64_t j0, int64_t j1,         \
                                const float *restrict w, float *restrict gw, int pf)          \
     {                                                                                      \
-        const int ld = 16 * NV;                                                            \
-        __m512 acc[NV];                                                                    \
+        const int ld = 16 * NV + 8 * TL;                                                   \
+        __m512 acc[NV + 1];                                                                \
+        v8 acct = {0};                                                                     \
         for (int v = 0; v < NV; v++)                                                       \
             acc[v] = _mm512_setzero_ps();                                                  \
         for (int64_t j = j0; j < j1; j += 8) {                                             \
@@ -1384,7 +1387,7 @@ void cpu_layer_grad_update(st_layer *L, const float *a_in, const float *delta_ou
                 if (pf) { /* the row of the entry ST_PF_AHEAD on (see gather_prefetch) */  \
                     const int64_t kp = j + n + ST_PF_AHEAD < j1 ? j + n + ST_PF_AHEAD : j1 - 1; \
                     const char *px = (const char *)(delta_out + (int64_t)trow[kp] * ld);   \
-                    for (int v = 0; v < NV; v++)                                           \
+                    for (int v = 0; v < NV + TL; v++)                                      \
                         st_prefetch(px + 64 * v);                                          \
                 }                                                                          \
                 const __m512 wv = _mm512_set1_ps(w[tblk[j + n]]);                          \
@@ -1395,6 +1398,11 @@ void cpu_layer_grad_update(st_layer *L, const float *a_in, const float *delta_ou
                     d = fma8((v8)_mm512_castps512_ps256(xv), ld8(ai + 16 * v), d);         \
                     d = fma8((v8)_mm512_extractf32x8_ps(xv, 1), ld8(ai + 16 * v + 8), d);  \
                 }                                                                          \
+                if (TL) { /* the last 8 columns */                                         \
+                    const v8 xt = ld8(x + 16 * NV);                                        \
+                    acct = fma8((v8)_mm512_castps512_ps256(wv), xt, acct);                 \
+                    d = fma8(xt, ld8(ai + 16 * NV), d);                                    \
+                }                                                                          \
                 dot[n] = d;                                                                \
             }                                                                              \
             float g[8];                                                                    \
@@ -1404,15 +1412,25 @@ void cpu_layer_grad_update(st_layer *L, const float *a_in, const float *delta_ou
         }                                                                                  \
         for (int v = 0; v < NV; v++)                                                       \
             _mm512_storeu_ps(din + 16 * v, acc[v]);                                        \
+        if (TL)                                                                            \
+            st8(din + 16 * NV, acct);                                                      \
     }
-ST_FUSED_COL(1)
-ST_FUSED_COL(2)
-ST_FUSED_COL(3)
-ST_FUSED_COL(4)
-ST_FUSED_COL(5)
-ST_FUSED_COL(6)
-ST_FUSED_COL(7)
-ST_FUSED_COL(8)
+ST_FUSED_COL(fused_col_1, 0, 1) /* ld 8 */
+ST_FUSED_COL(fused_col_2, 1, 0)
+ST_FUSED_COL(fused_col_3, 1, 1)
+ST_FUSED_COL(fused_col_4, 2, 0)
+ST_FUSED_COL(fused_col_5, 2, 1)
+ST_FUSED_COL(fused_col_6, 3, 0)
+ST_FUSED_COL(fused_col_7, 3, 1)
+ST_FUSED_COL(fused_col_8, 4, 0)
+ST_FUSED_COL(fused_col_9, 4, 1)
+ST_FUSED_COL(fused_col_10, 5, 0)
+ST_FUSED_COL(fused_col_11, 5, 1)
+ST_FUSED_COL(fused_col_12, 6, 0)
+ST_FUSED_COL(fused_col_13, 6, 1)
+ST_FUSED_COL(fused_col_14, 7, 0)
+ST_FUSED_COL(fused_col_15, 7, 1)
+ST_FUSED_COL(fused_col_16, 8, 0) /* ld 128 */
 typedef void (*fused_col_fn)(float *, const float *, const float *, const int32_t *,
                              const int32_t *, int64_t, int64_t, const float *, float *, int);
 #else
@@ -1423,7 +1441,7 @@ typedef void (*fused_col_fn)(float *, const float *, const float *, const int32_
 static int fused_bw_ok(const st_layer *L, int ld)
 {
     return ST_FUSED_BW && !L->dense && L->bi == 1 && L->bo == 1 && !st_generic_only &&
-           ld % 16 == 0 && ld <= 128;
+           ld % 8 == 0 && ld <= 128;
 }
 
 /* backward_delta, then the gradients into gw and gb (cpu_layer_grad):
@@ -1437,9 +1455,11 @@ static void backward_grad(const st_layer *L, const float *delta_out, const grad_
         return;
     }
 #if ST_FUSED_BW
-    static const fused_col_fn fns[8] = {fused_col_1, fused_col_2, fused_col_3, fused_col_4,
-                                        fused_col_5, fused_col_6, fused_col_7, fused_col_8};
-    const fused_col_fn fn = fns[ld / 16 - 1];
+    static const fused_col_fn fns[16] = {
+        fused_col_1,  fused_col_2,  fused_col_3,  fused_col_4,  fused_col_5,  fused_col_6,
+        fused_col_7,  fused_col_8,  fused_col_9,  fused_col_10, fused_col_11, fused_col_12,
+        fused_col_13, fused_col_14, fused_col_15, fused_col_16}; /* ld / 8 - 1 */
+    const fused_col_fn fn = fns[ld / 8 - 1];
     const int pf = gather_prefetch(L->n_out, ld, 2), ch = dyn_chunk(L->n_in);
 #pragma omp parallel
     {
