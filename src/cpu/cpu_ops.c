@@ -16,7 +16,9 @@
  * the cache, the kernels prefetch the rows they will gather. The SDDMM sums
  * whole blocks at once (one transposing reduction for 8 sums) and, fused,
  * applies the momentum step
- * to each weight as soon as its gradient is summed. Other shapes take a
+ * to each weight as soon as its gradient is summed; for m = 1 hidden
+ * layers the gradient is summed in the backward's pass instead, from the
+ * delta rows it gathers anyway (fused_col_*). Other shapes take a
  * generic path with the same summation order and explicit FMAs, so both
  * give the same bits (tests/test_core.c checks it). Per batch there is one
  * parallel region per layer and phase (dropout and activation are drawn and
