@@ -1434,22 +1434,23 @@ static int blk_compare(const st_layer *L, int ld, const blk_out *x, const blk_ou
  * (cpu_ops_force_generic) for m = 1, 2, 4, 8, the m x 1 output shapes and
  * two generic shapes, on odd grid sizes with an empty block row, at
  * ld 40 (B 35), ld 136 (B 131: every tile width and its tails), ld 128 (B
- * 125) and 48 (B 48) (m = 1's one-pass backward and gradient at 40, 128 and 48): the bits
+ * 125), 48 (B 48) and 8 (B 5) (m = 1's one-pass backward and gradient at
+ * all but 136): the bits
  * must agree. Also the one-pass backward and gradient (and update) against
  * the separate calls. Also the fused step against cpu_layer_grad + cpu_layer_update
  * (identical bits), 1 against 3 threads on the blocked path, and the
  * blocked path with its gather prefetch forced on (as for wide layers). */
 static void test_block_kernels_vs_generic(void)
 {
-    /* ld 40, 128 and 48: the one-pass backward and gradient of m = 1 (ld at
-     * most 128; 40 with its 8-column tail) */
-    static const int lds[4] = {40, 136, 128, 48}, Bs[4] = {35, 131, 125, 48};
+    /* ld 40, 128, 48 and 8: the one-pass backward and gradient of m = 1 (ld
+     * at most 128; 40 with its 8-column tail, 8 the tail alone) */
+    static const int lds[5] = {40, 136, 128, 48, 8}, Bs[5] = {35, 131, 125, 48, 5};
     int saved = 1;
 #ifdef _OPENMP
     saved = omp_get_max_threads();
 #endif
     for (int s = 0; s < BLK_NSHAPES; s++)
-        for (int li = 0; li < 4; li++) {
+        for (int li = 0; li < 5; li++) {
             const int ld = lds[li], B = Bs[li];
             trng_seed(4242 + (uint64_t)s * 7 + (uint64_t)li);
             st_layer L = make_sparse_layer(blk_shapes[s].bi * blk_shapes[s].nbc,
