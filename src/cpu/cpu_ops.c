@@ -1211,6 +1211,16 @@ typedef struct {
     int hidden;
 } grad_src;
 
+/* z_in not NULL: f' of act at hidden_in and mask_in; NULL: a ReLU layer,
+ * from a_in and keep. */
+static grad_src make_src(const float *a_in, const float *z_in, const float *mask_in,
+                         st_activation act, int hidden_in, float keep)
+{
+    if (!z_in) /* a ReLU layer: f' and the mask from a_in and keep */
+        return (grad_src){NULL, NULL, a_in, keep, ST_ACT_RELU, 0};
+    return (grad_src){z_in, mask_in, NULL, 1.0f, act, hidden_in};
+}
+
 /* Row i of delta_in times its factor. */
 static inline void scale_row(float *restrict d, const grad_src *g, int64_t i, int ld)
 {
@@ -1232,14 +1242,14 @@ void cpu_layer_backward_delta(const st_layer *L, const float *delta_out, const f
                               const float *mask_in, st_activation act, int hidden_in,
                               float *delta_in, int ld)
 {
-    const grad_src g = {z_in, mask_in, NULL, 1.0f, act, hidden_in};
+    const grad_src g = make_src(NULL, z_in, mask_in, act, hidden_in, 1.0f);
     backward_delta(L, delta_out, &g, delta_in, ld);
 }
 
 void cpu_layer_backward_delta_relu(const st_layer *L, const float *delta_out, const float *a_in,
                                    float keep, float *delta_in, int ld)
 {
-    const grad_src g = {NULL, NULL, a_in, keep, ST_ACT_RELU, 0};
+    const grad_src g = make_src(a_in, NULL, NULL, ST_ACT_RELU, 0, keep);
     backward_delta(L, delta_out, &g, delta_in, ld);
 }
 
@@ -1363,7 +1373,7 @@ void cpu_layer_grad_update(st_layer *L, const float *a_in, const float *delta_ou
  * reduce8), so the results equal cpu_layer_backward_delta* followed by
  * cpu_layer_grad or cpu_layer_grad_update bit for bit (tests/test_core.c).
  * One thread a row, as everywhere: the same bits for any thread count.
- * 784-3000x3-10 at m = 1, one thread, batch 128: a training step 6.0-6.2 ->
+ * 784-3000x3-10 at m = 1, one thread, batch 128: a training step 6.0-6.4 ->
  * 5.2-5.4 ms (the two hidden layers' backward and SDDMM 3.7 -> 2.7 ms);
  * 784-300k-300k-10: 1.19 -> 0.98 s. */
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
@@ -1371,10 +1381,10 @@ void cpu_layer_grad_update(st_layer *L, const float *a_in, const float *delta_ou
 /* One input row: NV 512-bit vectors and TL 256-bit ones (ld = 16 NV + 8
  * TL, TL 0 or 1), accumulators in registers. */
 #define ST_FUSED_COL(NAME, NV, TL)                                                         \
-    static void NAME(float *restrict din, const float *restrict ai,               \
-                               const float *restrict delta_out, const int32_t *restrict trow, \
-                               const int32_t *restrict tblk, int64_t j0, int64_t j1,         \
-                               const float *restrict w, float *restrict gw, int pf)          \
+    static void NAME(float *restrict din, const float *restrict ai,                        \
+                     const float *restrict delta_out, const int32_t *restrict trow,         \
+                     const int32_t *restrict tblk, int64_t j0, int64_t j1,                  \
+                     const float *restrict w, float *restrict gw, int pf)                   \
     {                                                                                      \
         const int ld = 16 * NV + 8 * TL;                                                   \
         __m512 acc[NV + 1];                                                                \
@@ -1476,14 +1486,6 @@ static void backward_grad(const st_layer *L, const float *delta_out, const grad_
         }
     }
 #endif
-}
-
-static grad_src make_src(const float *a_in, const float *z_in, const float *mask_in,
-                         st_activation act, int hidden_in, float keep)
-{
-    if (!z_in) /* a ReLU layer: f' and the mask from a_in and keep */
-        return (grad_src){NULL, NULL, a_in, keep, ST_ACT_RELU, 0};
-    return (grad_src){z_in, mask_in, NULL, 1.0f, act, hidden_in};
 }
 
 void cpu_layer_backward_grad(const st_layer *L, const float *delta_out, const float *a_in,
