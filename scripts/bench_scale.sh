@@ -19,14 +19,24 @@
 #                      (run.json memory_estimate_bytes) and the process's peak resident memory
 #                      (run.json peak_rss_bytes)
 # Writes results/bench/scale-<date>-<commit>.csv (its first line: CPU, cores, memory, commit,
-# load average) and prints the table. A network that does not fit is refused by settrain's
+# load average) and prints the table.
+# Then the memory floor (PARTS: "train gather" by default, either alone): tests/bench_gather.c
+# times the kernels' access pattern alone, a 512-byte row of activations gathered and added
+# into an output row with 512-bit FMAs, for a matrix as wide as each network's first hidden
+# layer: at random (an Erdős–Rényi layer, with and without the kernels' prefetch), in storage
+# order (the best locality a reordering of neurons or connections could give), and a plain
+# streaming read. Each m = 1 connection gathers two such rows a training step (the forward's
+# activation row, the backward's delta row), so 2 x the random gather's ns is the floor under
+# ns_conn_sample x BATCH, whatever the kernels do around the gathers; the table prints both,
+# and the floor's own growth from the smallest width, beside the training's.
+# results/bench/scale-<date>-<commit>-gather.csv holds those rows. A network that does not fit is refused by settrain's
 # memory check before anything large is allocated; its row says so.
 #
 # Usage: scripts/bench_scale.sh [DATA.h5]   (default data/fmnist.h5; made if absent)
 # Environment: NETS (hidden sizes, blank-separated; default
 #   "3000,3000,3000 30000,30000,30000 100000,100000,100000 300000,300000,300000 1000000
 #    1000000,1000000,1000000"), THREADS (default "1"), EPOCHS (2), SAMPLES (2000),
-#   TEST_SAMPLES (1000), EPSILON (20), BATCH (128), BIN (build/settrain).
+#   TEST_SAMPLES (1000), EPSILON (20), BATCH (128), BIN (build/settrain), PARTS.
 # The largest network takes about 12 GiB and 10-20 minutes per thread count on one core.
 set -eu
 cd "$(dirname "$0")/.."
@@ -41,6 +51,8 @@ BATCH=${BATCH:-128}
 [ -x "$BIN" ] || make NVCC=
 [ -f "$DATA" ] || "$BIN" prepare fmnist --out "$DATA"
 TEST_SAMPLES=${TEST_SAMPLES:-1000}
+PARTS=${PARTS:-"train gather"}
+has() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD -- src include 2>/dev/null || commit="$commit-dirty"
 cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
@@ -52,6 +64,7 @@ trap 'rm -rf "$work"' EXIT
 out=results/bench/scale-$stamp-$commit.csv
 mkdir -p results/bench
 
+if has train; then
 # The runs read a copy of DATA cut to its first SAMPLES training and TEST_SAMPLES test images:
 # each epoch's evaluation goes over the whole test split, which at 3 x 1M would take longer
 # than the training being measured. The copy is made with Debian's h5py (installed here if
@@ -134,3 +147,36 @@ awk -F, 'NR == 1 { next }
     { printf "%-27s %3s %12s %9s %8s %6s %8s %7s %7s %8s %7s %6s  %s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $14 }' \
     "$work/table.csv"
 echo "wrote $out"
+fi
+
+if has gather; then
+    # the memory floor: tests/bench_gather.c at each network's first hidden width
+    ${CC:-cc} -O3 -march="${CPU_ARCH:-native}" -std=gnu99 -Wall -Wextra -o "$work/bench_gather" \
+        tests/bench_gather.c
+    widths=$(for net in $NETS; do echo "${net%%,*}"; done | awk '!seen[$0]++' | tr '\n' ' ')
+    gout=results/bench/scale-$stamp-$commit-gather.csv
+    gl0=$(cut -d' ' -f1-3 /proc/loadavg)
+    echo "bench_scale: memory floor at widths $widths..." >&2
+    # shellcheck disable=SC2086
+    "$work/bench_gather" $widths >"$work/gather.csv"
+    {
+        echo "# settrain scale benchmark, memory floor (tests/bench_gather.c, one thread, rows of 128 floats, 40 gathers an output row): cpu \"$cpu\", cores $(nproc), commit $commit, $(date -u +%Y-%m-%dT%H:%M:%SZ), load average $gl0 at start and $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+        cat "$work/gather.csv"
+    } >"$gout"
+    echo
+    echo "Memory floor: ns per gathered 512-byte row with its FMAs (one thread; x small: vs the smallest width)"
+    # beside it, from the training table of this run (if any): an m = 1 network's ns per
+    # connection and training step (ns_conn_sample x BATCH) and 2 gathers' floor
+    awk -F, -v batch="$BATCH" -v t="${work}/table.csv" '
+        BEGIN { while ((getline l < t) > 0) { split(l, f, ","); if (f[5] != "" && f[1] != "hidden") {
+                    w = f[1]; sub(/x.*/, "", w); if (!(w in step)) step[w] = f[5] * batch } }
+                printf "%-9s %9s %9s %8s %9s %8s %10s %7s  %s\n", "width", "matrix_MiB", "random", "x small",
+                       "prefetch", "x small", "sequential", "stream", "settrain ns/connection/step vs 2 x prefetch"
+        }
+        NR == 1 { next }
+        { if (NR == 2) { r0 = $4; p0 = $5 }
+          s = ($1 in step) ? sprintf("%.1f vs %.1f (%.2fx)", step[$1], 2 * $5, step[$1] / (2 * $5)) : "-"
+          printf "%-9s %9.1f %9.2f %8.2f %9.2f %8.2f %10.2f %5.1f GB/s  %s\n", $1, $2, $4, $4 / r0, $5, $5 / p0, $6, $7, s }' \
+        "$work/gather.csv"
+    echo "wrote $gout"
+fi
