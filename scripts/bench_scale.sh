@@ -165,10 +165,11 @@ if has gather; then
     } >"$gout"
     echo
     echo "Memory floor: ns per gathered 512-byte row with its FMAs (one thread; x small: vs the smallest width)"
-    # beside it, from the training table of this run (if any): an m = 1 network's ns per
-    # connection and training step (ns_conn_sample x BATCH) and 2 gathers' floor
+    # beside it, from the training table of this run (if any): the ns per connection and
+    # training step (ns_conn_sample x BATCH) of the first network of two or more hidden
+    # layers of that width (their hidden-to-hidden layers gather both rows) and 2 gathers' floor
     awk -F, -v batch="$BATCH" -v t="${work}/table.csv" '
-        BEGIN { while ((getline l < t) > 0) { split(l, f, ","); if (f[5] != "" && f[1] != "hidden") {
+        BEGIN { while ((getline l < t) > 0) { split(l, f, ","); if (f[5] != "" && f[1] ~ /x/) {
                     w = f[1]; sub(/x.*/, "", w); if (!(w in step)) step[w] = f[5] * batch } }
                 printf "%-9s %9s %9s %8s %9s %8s %10s %7s  %s\n", "width", "matrix_MiB", "random", "x small",
                        "prefetch", "x small", "sequential", "stream", "settrain ns/connection/step vs 2 x prefetch"
