@@ -28,21 +28,34 @@
 #   threads settrain m = 1 beside one busy process, REPEATS (3) times in
 #           turn: --threads 1, --threads 2, and --threads 2 with the measured
 #           choice of the thread count off (SETTRAIN_ADAPT_THREADS=0).
-# SECTIONS="kernel e2e torch ref threads" (the default) picks sections;
+#   profile where a one-thread training step's time goes, by phase, for each
+#           network and motif size: perf (linux-perf, cpu-clock sampling;
+#           the section says it is skipped where perf is missing or not
+#           allowed) over tests/bench_cpu.c with BENCH_STEP_ONLY=1, its
+#           kernels' symbols grouped into phases, each phase's share times
+#           the step's time in that run: sparse forward, backward (delta;
+#           for m = 1 hidden layers with their gradient in one pass),
+#           SDDMM (weight gradient), dropout mask, activation (a = f(z) x
+#           mask and its store), dense output layer, update (momentum
+#           step), other. PROFILE_ROUNDS (20) rounds of 20 steps a run,
+#           sampled at 1 kHz; the step time is that run's best round, under
+#           the sampling (a few % slower than the kernel section's).
+# SECTIONS="kernel e2e torch ref threads profile" (the default) picks sections;
 # THREAD_NETS (default 1000,1000) the networks of the threads section.
 # Writes results/bench/compare-<date>-<commit>.csv (one row per measurement,
 # with CPU, threads, load average and commit) and prints the table.
 # Usage: scripts/bench_cpu_compare.sh [DATA.h5]   (default data/fmnist.h5; made if absent)
-# Environment: BUILD (default build), ROUNDS (5), TRAIN_LIMIT (12800), MOTIFS ("1 2 4 8"), NETS ("3000,3000,3000 1000,1000").
+# Environment: BUILD (default build), ROUNDS (5), PROFILE_ROUNDS (20), TRAIN_LIMIT (12800), MOTIFS ("1 2 4 8"), NETS ("3000,3000,3000 1000,1000").
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 BIN=$BUILD/settrain
 DATA=${1:-data/fmnist.h5}
 ROUNDS=${ROUNDS:-5}
+PROFILE_ROUNDS=${PROFILE_ROUNDS:-20}
 TRAIN_LIMIT=${TRAIN_LIMIT:-12800}
 MOTIFS=${MOTIFS:-"1 2 4 8"}
-SECTIONS=${SECTIONS:-"kernel e2e torch ref threads"}
+SECTIONS=${SECTIONS:-"kernel e2e torch ref threads profile"}
 has() { case " $SECTIONS " in *" $1 "*) return 0 ;; esac; return 1; }
 NETS=${NETS:-"3000,3000,3000 1000,1000"}
 [ -x "$BIN" ] || make BUILD="$BUILD" NVCC=
@@ -169,6 +182,42 @@ if has threads; then
     competitor_off
 fi
 
+# --- profile: perf over one-thread training steps, by phase ------------------
+if has profile; then
+    if ! command -v perf >/dev/null 2>&1 || ! perf record -q -e cpu-clock -o "$work/p.test" true >/dev/null 2>&1; then
+        echo "bench: profile section skipped: perf (linux-perf) is missing or not allowed here" >&2
+    else
+        for net in $NETS; do
+            nn=$(netname "$net")
+            for m in $MOTIFS; do
+                echo "bench: profile $net m $m (one thread, perf)" >&2
+                BENCH_STEP_ONLY=1 OMP_NUM_THREADS=1 perf record -q -e cpu-clock -F 1000 -o "$work/p.data" \
+                    "$BUILD/bench_cpu" "$net" 128 "$PROFILE_ROUNDS" "$m" > "$work/p.csv" 2>/dev/null
+                set -- $(tail -n 1 "$work/p.csv" | awk -F, '{ print $2, $3 }')
+                conn=$1 step=$2
+                perf report -i "$work/p.data" --no-children --sort sym --stdio -q -g none 2>/dev/null |
+                    awk -v step="$step" '
+                    { pct = $1; sub(/%/, "", pct); sym = $NF
+                      if (sym ~ /^(net_init|falloc|model_init|model_free|layer_build|st_malloc|_start|__libc)/ || $2 == "[k]") next
+                      if (sym ~ /^fw_/) ph = "forward_sparse"
+                      else if (sym ~ /^(bw_|fused_col|backward_delta|backward_grad)/) ph = "backward"
+                      else if (sym ~ /^(sz_|sd_|sddmm_block_row|sparse_grad)/) ph = "sddmm"
+                      else if (sym ~ /dropout|philox/) ph = "dropout"
+                      else if (sym ~ /^(cpu_layer_forward_act|act_row|finish_rows)/) ph = "activation"
+                      else if (sym ~ /^dense_/) ph = "dense_output"
+                      else if (sym ~ /^(cpu_layer_update|momentum)/) ph = "update"
+                      else ph = "other"
+                      share[ph] += pct; tot += pct }
+                    END { for (p in share) printf "%s %.6f\n", p, step * share[p] / tot }' > "$work/ph"
+                while read -r ph t; do
+                    row profile "$nn" "$m" 1 no "$conn" "$t" "step_$ph"
+                done < "$work/ph"
+                row profile "$nn" "$m" 1 no "$conn" "$step" step
+            done
+        done
+    fi
+fi
+
 {
     echo "# settrain CPU comparison: cpu \"$cpu\" ($isa), cores $(nproc), commit $commit, $(date -u +%Y-%m-%dT%H:%M:%SZ), load average at start $(head -2 "$work/rows.csv" | tail -1 | awk -F, '{ print $NF }')"
     cat "$work/rows.csv"
@@ -236,6 +285,20 @@ awk -F, -v cpu="$cpu" -v isa="$isa" -v commit="$commit" -v motifs="$MOTIFS" -v n
             tf = v[b "2fixed" SUBSEP "yes" r SUBSEP "train_epoch"]
             if (t1 != "") printf "%-20s %4d %9.3f %9.3f %12.3f %7.2f %12.2f\n", N[i], r, t1, t2, tf, t2 / t1, tf / t1
         }
+        }
+        if (has("profile") && v["profile" SUBSEP N[1] SUBSEP M[1] SUBSEP 1 SUBSEP "no" SUBSEP "step"] != "") {
+        printf "\n6. Where a one-thread training step goes (perf, cpu-clock; ms a step, batch 128; load average %s-%s)\n", lmin["profile"], lmax["profile"]
+        np = split("forward_sparse backward sddmm dropout activation dense_output update other", P, " ")
+        printf "%-20s %5s %7s", "network", "motif", "step"
+        for (p = 1; p <= np; p++) printf " %9s", substr(P[p], 1, 9)
+        printf "\n"
+        for (i = 1; i <= nn; i++) for (j = 1; j <= nm; j++) {
+            b = "profile" SUBSEP N[i] SUBSEP M[j] SUBSEP 1 SUBSEP "no" SUBSEP
+            printf "%-20s %5s %7.3f", N[i], M[j], 1000 * v[b "step"]
+            for (p = 1; p <= np; p++) printf " %9.3f", 1000 * v[b "step_" P[p]]
+            printf "\n"
+        }
+        printf "(backward: for m = 1 the hidden layers weight gradient too, so its sddmm is the first layers alone)\n"
         }
     }' "$out" | tee "$work/table.txt"
 cp "$work/table.txt" "${out%.csv}.txt"

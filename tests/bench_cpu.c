@@ -18,7 +18,10 @@
  * backward delta and gradient run as one pass (m = 1), that pass is in backward_s)
  * (epoch_train_s: step_s x 60000 / BATCH; eval_epoch_s: the forward pass
  * over 70000 samples.) Threads: OMP_NUM_THREADS. Clock: BENCH_CLOCK=cpu (process CPU
- * time, the default; right for one thread on a shared machine) or wall. */
+ * time, the default; right for one thread on a shared machine) or wall.
+ * BENCH_STEP_ONLY=1 times the training steps alone (no evaluation,
+ * evolution or FMA loop; those columns are 0), for a profiler's view of a
+ * step (scripts/bench_cpu_compare.sh's profile section). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,6 +187,7 @@ int main(int argc, char **argv)
         return 2;
     }
     use_wall = getenv("BENCH_CLOCK") && !strcmp(getenv("BENCH_CLOCK"), "wall");
+    const int step_only = getenv("BENCH_STEP_ONLY") && !strcmp(getenv("BENCH_STEP_ONLY"), "1");
     cpu_ops_flush_denormals(); /* as the CPU backend does */
     int32_t sizes[8];
     int L = 0;
@@ -225,6 +229,10 @@ int main(int argc, char **argv)
                 for (int p = 0; p < 3; p++)
                     best_ph[i][p] = phase_t[p] / steps;
             }
+            if (step_only) {
+                best_eval[i] = best_evo[i] = 0;
+                continue;
+            }
             t0 = now();
             for (int s = 0; s < 5; s++)
                 eval_pass(n, ld);
@@ -252,9 +260,10 @@ int main(int argc, char **argv)
     for (int i = 0; i < nm; i++) {
         const int64_t conn = model_connections(&nets[i].m);
         const double fma = 3.0 * (double)conn * B / best_step[i];
+        /* step_only: no FMA loop ran, so no peak and no fraction of it */
         printf("%d,%lld,%.6f,%.4f,%.5f,%.4f,%.2f,%.2f,%.3f,%.6f,%.6f,%.6f\n", motifs[i],
                (long long)conn, best_step[i], best_step[i] * 60000.0 / B, best_evo[i],
-               best_eval[i] * 70000.0 / B, fma / 1e9, peak / 1e9, fma / peak, best_ph[i][0],
+               best_eval[i] * 70000.0 / B, fma / 1e9, peak / 1e9, peak > 0 ? fma / peak : 0.0, best_ph[i][0],
                best_ph[i][1], best_ph[i][2]);
     }
     return 0;
