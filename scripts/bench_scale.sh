@@ -36,7 +36,8 @@
 # Environment: NETS (hidden sizes, blank-separated; default
 #   "3000,3000,3000 30000,30000,30000 100000,100000,100000 300000,300000,300000 1000000
 #    1000000,1000000,1000000"), THREADS (default "1"), EPOCHS (2), SAMPLES (2000),
-#   TEST_SAMPLES (1000), EPSILON (20), BATCH (128), BIN (build/settrain), PARTS.
+#   TEST_SAMPLES (1000), EPSILON (20), BATCH (128), MOTIF (1: the motif size of every run; the
+#   widths must be multiples of it), BIN (build/settrain), PARTS.
 # The largest network takes about 12 GiB and 10-20 minutes per thread count on one core.
 set -eu
 cd "$(dirname "$0")/.."
@@ -48,6 +49,7 @@ EPOCHS=${EPOCHS:-2}
 SAMPLES=${SAMPLES:-2000}
 EPSILON=${EPSILON:-20}
 BATCH=${BATCH:-128}
+MOTIF=${MOTIF:-1}
 [ -x "$BIN" ] || make NVCC=
 [ -f "$DATA" ] || "$BIN" prepare fmnist --out "$DATA"
 TEST_SAMPLES=${TEST_SAMPLES:-1000}
@@ -93,7 +95,7 @@ row() {
     ld=$(cut -d' ' -f1 /proc/loadavg)
     echo "bench_scale: $net hidden, $th thread(s), load $ld ..." >&2
     if ! "$BIN" train --data "$work/data.h5" --hidden "$net" --epsilon "$EPSILON" --batch "$BATCH" \
-            --epochs "$EPOCHS" --threads "$th" --backend cpu --quiet \
+            --epochs "$EPOCHS" --threads "$th" --motif "$MOTIF" --backend cpu --quiet \
             --out "$dir" >"$work/out.txt" 2>"$work/err.txt"; then
         why=$(tail -1 "$work/err.txt" | tr ',"' ';'"'")
         echo "$netx,$th,,,,,,,,,,,$ld,\"$why\""
@@ -135,12 +137,12 @@ awk -F, -v OFS=, 'NR == 1 { print; next }
       if ($5 != "" && base[$2] > 0) $6 = sprintf("%.2f", $5 / base[$2]); print }' \
     "$work/raw.csv" >"$work/table.csv"
 {
-    echo "# settrain scale benchmark: cpu \"$cpu\", cores $(nproc), memory $mem, commit $commit, $(date -u +%Y-%m-%dT%H:%M:%SZ), samples $SAMPLES, test samples $TEST_SAMPLES, epsilon $EPSILON, batch $BATCH, epochs $EPOCHS, load average $load0 at start and $load1 at the end"
+    echo "# settrain scale benchmark: cpu \"$cpu\", cores $(nproc), memory $mem, commit $commit, $(date -u +%Y-%m-%dT%H:%M:%SZ), samples $SAMPLES, test samples $TEST_SAMPLES, epsilon $EPSILON, batch $BATCH, motif $MOTIF, epochs $EPOCHS, load average $load0 at start and $load1 at the end"
     cat "$work/table.csv"
 } >"$out"
 
 echo
-echo "Scale: epsilon $EPSILON, batch $BATCH, $SAMPLES samples, $EPOCHS epochs; $cpu; load $load0 -> $load1"
+echo "Scale: epsilon $EPSILON, batch $BATCH, motif $MOTIF, $SAMPLES samples, $EPOCHS epochs; $cpu; load $load0 -> $load1"
 awk -F, 'NR == 1 { next }
     BEGIN { printf "%-27s %3s %12s %9s %8s %6s %8s %7s %7s %8s %7s %6s  %s\n", "hidden", "thr", "connections",
                    "train_s", "ns/c/s", "x3k", "evolve_s", "ns/c_ev", "ckpt_s", "est_GiB", "peak", "p/est", "note" }
