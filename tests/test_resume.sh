@@ -30,7 +30,11 @@ fi
 "$BIN" prepare mat --in "$shared/lung_small.mat" --out "$tmp/d.h5" >/dev/null || { bad "prepare"; }
 # Non-timing columns of metrics.csv: epoch, losses, accuracies, connections.
 cols() { cut -d, -f1-5,10 "$1"; }
-ARGS="--data $tmp/d.h5 --hidden 768,768 --epochs 40 --batch 8 --threads 2 --quiet"
+# EP epochs: long enough (about 2 s with a checkpoint each epoch) that the kill test's kills,
+# 0.05-0.5 s after each start, land before the run ends (40 epochs took 0.26 s once
+# checkpoints stopped building an image in memory, and no kill landed)
+EP=400
+ARGS="--data $tmp/d.h5 --hidden 768,768 --epochs $EP --batch 8 --threads 2 --quiet"
 
 "$BIN" train $ARGS --out "$tmp/ref" >/dev/null 2>&1 && ok "uninterrupted reference run" || bad "reference run"
 
@@ -89,11 +93,11 @@ while [ "$round" -lt 100 ]; do
 done
 cols "$run/metrics.csv" >"$tmp/kill.cols" 2>/dev/null
 epochs=$(cut -d, -f1 "$run/metrics.csv" | tail -n +2 | tr '\n' ' ')
-expect=$(seq 1 40 | tr '\n' ' ')
+expect=$(seq 1 "$EP" | tr '\n' ' ')
 echo "  kill test: $kills kills, $resumes resumes, $restarts fresh starts, $partial unreadable checkpoints"
 [ "$kills" -ge 3 ] && ok "killed $kills times with kill -9" || bad "only $kills kills landed"
 [ "$partial" -eq 0 ] && ok "every checkpoint left behind loads" || bad "$partial checkpoints did not load"
-[ "$epochs" = "$expect" ] && ok "metrics.csv epochs 1..40 without gaps or duplicates" || bad "epochs: $epochs"
+[ "$epochs" = "$expect" ] && ok "metrics.csv epochs 1..$EP without gaps or duplicates" || bad "epochs: $epochs"
 cols "$tmp/ref/metrics.csv" | cmp -s - "$tmp/kill.cols" && ok "killed-and-resumed run equals the uninterrupted run" || bad "killed run differs from the reference"
 ls "$run" | grep -q 'tmp' && bad "temporary files left in the run folder: $(ls "$run")" || ok "no temporary files left in the run folder"
 

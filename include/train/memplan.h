@@ -26,7 +26,7 @@ enum {
     ST_MEM_ACTIVATIONS, /* per-batch activations, deltas, dropout masks */
     ST_MEM_GRADIENTS,   /* weight and bias gradients                    */
     ST_MEM_EVOLUTION,   /* prune and regrow scratch (largest layer)     */
-    ST_MEM_CHECKPOINT,  /* the checkpoint file image built in memory    */
+    ST_MEM_CHECKPOINT,  /* HDF5's buffers while a checkpoint is written */
     ST_MEM_PROCESS,     /* libraries, stacks, heap slack                */
     ST_MEM_COUNT
 };

@@ -76,9 +76,9 @@ int h5u_write_str_attr(hid_t loc, const char *path, const char *name, const char
                        char *err);
 
 /* Write a new HDF5 file at path atomically: write(file, path, ctx, err)
- * builds it in memory, then its image goes to a temporary file in the same
- * directory (fsync'ed when durable is set), which is renamed over path (and
- * the directory fsync'ed). On any failure (a full disk, an unwritable
+ * writes it into a temporary file in the same directory (fsync'ed when
+ * durable is set), which is renamed over path (and the directory
+ * fsync'ed). On any failure (a full disk, an unwritable
  * folder) the temporary file is removed and path is untouched. */
 typedef int (*h5u_writer)(hid_t file, const char *path, const void *ctx, char *err);
 int h5u_save_atomic(const char *path, h5u_writer write, const void *ctx, int durable,

@@ -59,9 +59,6 @@ int st_outfile_commit(st_outfile *o, int durable, char *err);
 /* Give up: close and remove the temporary file. */
 void st_outfile_abort(st_outfile *o);
 
-/* Replace path with the n bytes of buf through a temporary file (as
- * st_outfile), fsync'ed when durable. */
-int st_write_file_atomic(const char *path, const void *buf, size_t n, int durable, char *err);
 
 #ifdef __cplusplus
 }

@@ -169,29 +169,3 @@ void st_outfile_abort(st_outfile *o)
     if (o->tmp[0])
         unlink(o->tmp);
 }
-
-int st_write_file_atomic(const char *path, const void *buf, size_t n, int durable, char *err)
-{
-    st_outfile o;
-    if (st_outfile_open(&o, path, err))
-        return -1;
-    int fd = fileno(o.f);
-    int bad = 0, e = 0;
-    for (size_t done = 0; !bad && done < n;) {
-        ssize_t w = pwrite(fd, (const char *)buf + done, n - done, (off_t)done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            bad = 1;
-            e = w < 0 ? errno : ENOSPC;
-        } else {
-            done += (size_t)w;
-        }
-    }
-    if (bad) {
-        st_outfile_abort(&o);
-        return st_fail(err, "%s: cannot write (%zu bytes): %s; %s", o.target, n, strerror(e),
-                       o.existed ? "the previous file is unchanged" : "nothing was written");
-    }
-    return st_outfile_commit(&o, durable, err);
-}
