@@ -1713,16 +1713,20 @@ static void test_backward_relu_from_activation(void)
  * and a dense layer of more than ST_FEW_ROWS outputs (dense_block4, and
  * 4 rows that do not divide n_out), with and without dropout, 1 and 3
  * threads, generic and blocked kernels; and it leaves the given z alone
- * when only the mask is not kept. */
+ * when only the mask is not kept. The mask it draws is cpu_dropout_mask_at's
+ * (row by row) at every batch width, those whose rows share Philox calls
+ * (ld 8, 16 from column 8 as a shard, 40) and those that do not (136). */
 static void test_forward_without_z(void)
 {
-    static const int lds[2] = {40, 136}, Bs[2] = {35, 131};
+    enum { NLD = 4 };
+    static const int lds[NLD] = {8, 16, 40, 136}, Bs[NLD] = {5, 11, 35, 131},
+                     col0s[NLD] = {0, 8, 0, 0};
     int saved = 1;
 #ifdef _OPENMP
     saved = omp_get_max_threads();
 #endif
     for (int s = 0; s <= BLK_NSHAPES; s++)
-        for (int li = 0; li < 2; li++)
+        for (int li = 0; li < NLD; li++)
             for (int drop = 0; drop < 2; drop++)
                 for (int t = 0; t < 4; t++) { /* bit 0: 3 threads, bit 1: generic */
                     const int ld = lds[li], B = Bs[li];
@@ -1741,7 +1745,7 @@ static void test_forward_without_z(void)
                           *got = malloc(sizeof(float) * no), *got2 = malloc(sizeof(float) * no);
                     for (int e = 0; e < I * ld; e++)
                         x[e] = (e % ld) < B ? trng_unif(-1, 1) : 0.0f;
-                    const cpu_dropout_spec dp = {91, 3, 7, 0.3f, 0, B};
+                    const cpu_dropout_spec dp = {91, 3, 7, 0.3f, col0s[li], B};
 #ifdef _OPENMP
                     omp_set_num_threads(t & 1 ? 3 : 1);
 #endif
@@ -1755,6 +1759,15 @@ static void test_forward_without_z(void)
                     cpu_layer_forward_act(&L, x, z2, got2, ST_ACT_RELU, 1, drop ? &dp : NULL,
                                           NULL, ld);
                     cpu_ops_force_generic(0);
+                    if (drop) {
+                        float *ref = malloc(sizeof(float) * no);
+                        cpu_dropout_mask_at(91, 1, 3, 7, 0.3f, ref, O, col0s[li], B, ld);
+                        ST_EXPECT(!memcmp(ref, mask, sizeof(float) * no),
+                                  "%dx%d %d-%d ld %d col0 %d threads %d generic %d: the forward's "
+                                  "dropout mask is not cpu_dropout_mask_at's",
+                                  L.bi, L.bo, I, O, ld, col0s[li], t & 1 ? 3 : 1, t >> 1);
+                        free(ref);
+                    }
                     ST_EXPECT(!memcmp(want, got, sizeof(float) * no),
                               "%dx%d %d-%d ld %d dropout %d threads %d generic %d: a differs "
                               "without z and mask",

@@ -1007,27 +1007,29 @@ static inline void act_row(st_activation act, int hidden, const float *restrict 
     }
 }
 
-static void dropout_row(const cpu_dropout_spec *dp, int hidden, int64_t o, float *m, int ld);
+static void dropout_rows(const cpu_dropout_spec *dp, int hidden, int64_t o0, int nr, float *m,
+                         int ld);
+static int dropout_packs_rows(const cpu_dropout_spec *dp, int ld);
 
-/* Rows o0 .. o1 - 1 of a hidden layer after z (zr: row o0's): mask (drawn
- * when dp; into mask's rows, or into the one-row scratch mrow when mask is
- * NULL), then a. */
+/* Rows o0 .. o1 - 1 of a hidden layer after z (zr: row o0's): masks (drawn
+ * when dp; into mask's rows, or into the scratch rows mrow, one a row, when
+ * mask is NULL), then a. */
 static inline void finish_rows(int64_t o0, int64_t o1, const float *zr, float *a_out,
                                st_activation act, int hidden, const cpu_dropout_spec *dp,
                                float *mask, float *mrow, int ld)
 {
     if (!a_out)
         return;
-    for (int64_t o = o0; o < o1; o++) {
-        float *mo = mask ? mask + o * ld : dp ? mrow : NULL;
-        if (dp)
-            dropout_row(dp, hidden, o, mo, ld);
-        act_row(act, hidden, zr + (o - o0) * ld, mo, a_out + o * ld, ld);
-    }
+    float *m0 = mask ? mask + o0 * ld : dp ? mrow : NULL;
+    if (dp)
+        dropout_rows(dp, hidden, o0, (int)(o1 - o0), m0, ld);
+    for (int64_t o = o0; o < o1; o++)
+        act_row(act, hidden, zr + (o - o0) * ld, m0 ? m0 + (o - o0) * ld : NULL,
+                a_out + o * ld, ld);
 }
 
 /* Scratch of one thread for the rows z and the mask would hold (z or mask
- * not kept): rows of z, then one mask row; 64-byte aligned. */
+ * not kept): zrows rows of z, then mrow mask rows; 64-byte aligned. */
 static float *forward_scratch(int zrows, int mrow, int ld)
 {
     const size_t n = (size_t)(zrows + mrow) * (size_t)ld * sizeof(float);
@@ -1053,8 +1055,8 @@ void cpu_layer_forward_act(const st_layer *L, const float *a, float *z, float *a
     }
     /* z NULL or mask NULL with dp: rows go through a thread's scratch, so
      * the pass writes a_out alone (a row's z and mask stay in L1) */
-    const int zrows = z ? 0 : L->dense ? 4 : L->bo, mrow = dp && !mask;
     if (L->dense) { /* Z (O, ld) = W^T (O, I) A (I, ld), four output rows at a time */
+        const int zrows = z ? 0 : 4, mrow = dp && !mask ? 4 : 0;
 #pragma omp parallel
         {
             float *scr = forward_scratch(zrows, mrow, ld);
@@ -1072,16 +1074,26 @@ void cpu_layer_forward_act(const st_layer *L, const float *a, float *z, float *a
     }
     int rb = 1;
     blk_rows_fn fn = blk_kernel(L->bi, L->bo, 0, ld, &rb);
-    const int ch = dyn_chunk(L->nbr), pf = gather_prefetch(L->n_in, ld, L->bi == 1 ? 2 : 3);
+    /* gr block rows at a time (16 output rows) where a row's mask takes
+     * fewer than 16 Philox blocks (batch < 128): their masks are drawn in
+     * full 16-block calls (batch 8: one call for 16 rows, not one for each
+     * row computing 8 blocks for the 1 it uses) */
+    const int gr = dp && dropout_packs_rows(dp, ld) ? (16 / L->bo > 0 ? 16 / L->bo : 1) : 1;
+    const int zrows = z ? 0 : L->bo * gr, mrow = dp && !mask ? L->bo * gr : 0;
+    const int32_t ngrp = (L->nbr + gr - 1) / gr;
+    const int ch = (dyn_chunk(L->nbr) + gr - 1) / gr,
+              pf = gather_prefetch(L->n_in, ld, L->bi == 1 ? 2 : 3);
 #pragma omp parallel
     {
         float *scr = forward_scratch(zrows, mrow, ld);
 #pragma omp for schedule(dynamic, ch)
-        for (int32_t R = 0; R < L->nbr; R++) {
-            const int64_t o0 = (int64_t)R * L->bo;
+        for (int32_t G = 0; G < ngrp; G++) {
+            const int32_t R0 = G * gr, R1 = R0 + gr < L->nbr ? R0 + gr : L->nbr;
+            const int64_t o0 = (int64_t)R0 * L->bo;
             float *zr = z ? z + o0 * ld : scr;
-            forward_block_row(L, a, zr, ld, R, fn, rb, pf);
-            finish_rows(o0, o0 + L->bo, zr, a_out, act, hidden, dp, mask,
+            for (int32_t R = R0; R < R1; R++)
+                forward_block_row(L, a, zr + (int64_t)(R - R0) * L->bo * ld, ld, R, fn, rb, pf);
+            finish_rows(o0, (int64_t)R1 * L->bo, zr, a_out, act, hidden, dp, mask,
                         mrow ? scr + (size_t)zrows * ld : NULL, ld);
         }
         free(scr);
@@ -1633,6 +1645,62 @@ static void dropout_row(const cpu_dropout_spec *dp, int hidden, int64_t o, float
     }
     for (int b = B; b < ld; b++)
         m[b] = 0.0f;
+}
+
+/* Whether a row's mask takes fewer than 16 Philox blocks (groups of 8
+ * columns) that start at a group boundary and fit ld, so that
+ * dropout_rows packs the groups of several rows into each call. */
+static int dropout_packs_rows(const cpu_dropout_spec *dp, int ld)
+{
+    const int gfirst = dp->col0 / 8, glast = (dp->col0 + (dp->B > 0 ? dp->B : 1) - 1) / 8;
+    const int ng = glast - gfirst + 1;
+    return dp->col0 % 8 == 0 && ng < 16 && ng * 8 <= ld;
+}
+
+/* Masks of rows o0 .. o0 + nr - 1 (row r's at m + r ld): dropout_row's
+ * values, row by row. Where a row takes fewer than 16 Philox blocks, the
+ * blocks of consecutive rows share the calls, 16 at a time (the counters
+ * say which row and group a block is for, so the values do not depend on
+ * how they are grouped). */
+static void dropout_rows(const cpu_dropout_spec *dp, int hidden, int64_t o0, int nr, float *m,
+                         int ld)
+{
+    if (nr <= 1 || !dropout_packs_rows(dp, ld)) {
+        for (int r = 0; r < nr; r++)
+            dropout_row(dp, hidden, o0 + r, m + (int64_t)r * ld, ld);
+        return;
+    }
+    enum { NG = 16 };
+    const uint32_t thresh = (uint32_t)lrintf(dp->rate * 65536.0f);
+    const float keep = cpu_dropout_keep(dp->rate);
+    const int gfirst = dp->col0 / 8, B = dp->B;
+    const int ng = (dp->col0 + (B > 0 ? B : 1) - 1) / 8 - gfirst + 1;
+    const int lanes = nr * ng;
+    for (int l0 = 0; l0 < lanes; l0 += NG) {
+        const int nl = lanes - l0 < NG ? lanes - l0 : NG;
+        uint32_t u[4][NG];
+        for (int j = 0; j < NG; j++) {
+            const int l = l0 + (j < nl ? j : nl - 1); /* unused lanes repeat the last */
+            u[0][j] = (uint32_t)(o0 + l / ng);
+            u[1][j] = ((uint32_t)dp->batch_index << 9) | (uint32_t)(gfirst + l % ng);
+            u[2][j] = (uint32_t)dp->epoch;
+            u[3][j] = ((uint32_t)ST_STREAM_DROPOUT << 24) | ((uint32_t)hidden & 0xFFFFFFu);
+        }
+        st_philox4x32_10_xn(&u[0][0], NG, nl > 8 ? 2 : 1, (uint32_t)dp->seed,
+                            (uint32_t)(dp->seed >> 32));
+        for (int h = 0; h < nl; h += 8) {
+            const int nj = nl - h < 8 ? nl - h : 8;
+            float tmp[8 * 8];
+            dropout_groups(&u[0][h], NG, thresh, keep, tmp, nj);
+            for (int j = 0; j < nj; j++) {
+                const int l = l0 + h + j;
+                memcpy(m + (int64_t)(l / ng) * ld + (l % ng) * 8, tmp + j * 8, 8 * sizeof(float));
+            }
+        }
+    }
+    for (int r = 0; r < nr; r++)
+        for (int b = B; b < ld; b++)
+            m[(int64_t)r * ld + b] = 0.0f;
 }
 
 float cpu_dropout_keep(float rate) { return 1.0f / (1.0f - rate); }
