@@ -2415,11 +2415,43 @@ static void test_regrow_dense_noop(void)
  * columns of a full one; each decision is the documented 16-bit lane b % 8
  * (low half of word (b % 8) / 2 first) of Philox (seed, DROPOUT, hidden,
  * o, batch_index << 9 | b / 8, epoch), as include/cpu/cpu_ops.h states. */
+/* The mask element (o, b) of cpu_dropout_mask_at from its definition, one
+ * scalar Philox block at a time: group g = (col0 + b) / 8 of row o takes
+ * the block with counter (o, batch_index << 9 | g, epoch, stream | hidden);
+ * column l = (col0 + b) % 8 of the group reads half l % 2 of word l / 2,
+ * and is kept (1 / (1 - rate)) when that half is at least rate x 65536. */
+static float dropout_ref(uint64_t seed, int hidden, int epoch, int batch_index, float rate,
+                         int64_t o, int col)
+{
+    const uint32_t g = (uint32_t)(col / 8), l = (uint32_t)(col % 8);
+    st_u32x4 u = st_rand(seed, ST_STREAM_DROPOUT, (uint32_t)hidden, (uint32_t)o,
+                         ((uint32_t)batch_index << 9) | g, (uint32_t)epoch);
+    const uint32_t half = (u.v[l / 2] >> (16 * (l % 2))) & 0xFFFFu;
+    return half >= (uint32_t)lrintf(rate * 65536.0f) ? cpu_dropout_keep(rate) : 0.0f;
+}
+
 static void test_dropout_mask(void)
 {
     const int n = 1000, B = 250, ld = 256;
     const size_t sz = (size_t)n * ld;
     float *m1 = malloc(sizeof(float) * sz), *m2 = malloc(sizeof(float) * sz);
+    /* every element against the definition: full 16-group draws (ld 256),
+     * a row's partial last draw (B 250), a shard from column 24 and one
+     * that starts inside a group (column 13), batch 8 */
+    static const struct { int col0, B, ld; } ex[4] = {{0, 250, 256}, {24, 131, 136},
+                                                      {13, 40, 48}, {0, 8, 8}};
+    for (int c = 0; c < 4; c++) {
+        cpu_dropout_mask_at(42, 2, 3, 5, 0.3f, m2, 97, ex[c].col0, ex[c].B, ex[c].ld);
+        int64_t bad = 0;
+        for (int64_t o = 0; o < 97; o++)
+            for (int b = 0; b < ex[c].ld; b++) {
+                const float want = b < ex[c].B ? dropout_ref(42, 2, 3, 5, 0.3f, o, ex[c].col0 + b)
+                                               : 0.0f;
+                bad += m2[o * ex[c].ld + b] != want;
+            }
+        ST_EXPECT(bad == 0, "col0 %d B %d ld %d: %lld mask elements differ from the definition",
+                  ex[c].col0, ex[c].B, ex[c].ld, (long long)bad);
+    }
     const float rates[2] = {0.3f, 0.5f};
     for (int r = 0; r < 2; r++) {
         float rate = rates[r];
