@@ -263,8 +263,8 @@ int main(int argc, char **argv)
         /* step_only: no FMA loop ran, so no peak and no fraction of it */
         printf("%d,%lld,%.6f,%.4f,%.5f,%.4f,%.2f,%.2f,%.3f,%.6f,%.6f,%.6f\n", motifs[i],
                (long long)conn, best_step[i], best_step[i] * 60000.0 / B, best_evo[i],
-               best_eval[i] * 70000.0 / B, fma / 1e9, peak / 1e9, peak > 0 ? fma / peak : 0.0, best_ph[i][0],
-               best_ph[i][1], best_ph[i][2]);
+               best_eval[i] * 70000.0 / B, fma / 1e9, peak / 1e9, peak > 0 ? fma / peak : 0.0,
+               best_ph[i][0], best_ph[i][1], best_ph[i][2]);
     }
     return 0;
 }
